@@ -1,0 +1,47 @@
+# brain — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BRAIN := $(VENV)/bin/brain
+STAMP := $(VENV)/.installed-stamp
+DB ?= duckdb:///data/brain.duckdb
+
+.PHONY: setup demo test sample bench bench-ingest clean help
+
+help:
+	@echo "make demo   — set up, generate + ingest the sample district, print the report"
+	@echo "make test   — set up and run the whole test suite"
+	@echo "make bench  — benchmarks (bench/ingest.py: the large sample end to end)"
+
+# Idempotent and quick when nothing changed: reinstalls only when pyproject.toml is newer than the stamp.
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# Install DuckDB's spatial extension from its PyPI wheel (offline), and prove it loads.
+	$(PY) -c "from brain.backend import DuckDBBackend; DuckDBBackend(':memory:').close(); print('duckdb spatial: ok')"
+	@touch $(STAMP)
+
+sample: setup
+	$(BRAIN) sample --scale small --out data/sample
+
+demo: sample
+	$(BRAIN) ingest data/sample/manifest.yaml --db $(DB) --report-json data/report.json
+	$(BRAIN) status --db $(DB)
+	@echo
+	@echo "The one map's database: data/brain.duckdb (DuckDB + spatial). Report: data/report.json"
+	@echo "Quarantined rows, with reasons:  $(BRAIN) quarantine --db $(DB)"
+	@echo "Query it yourself:               $(PY) -c \"import brain; db = brain.connect('$(DB)'); print(db.frame('SELECT * FROM people LIMIT 5'))\""
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: bench-ingest
+
+bench-ingest: setup
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf data/brain.duckdb data/brain.duckdb.wal data/report.json .pytest_cache

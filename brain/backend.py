@@ -1,0 +1,155 @@
+"""Storage backends behind one small protocol; DuckDB with its spatial extension is the embedded default.
+
+Nothing above this module imports duckdb: it opens a backend from a URL and speaks through the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from brain.errors import BackendError
+
+DEFAULT_URL = "duckdb:///data/brain.duckdb"
+
+
+class Backend(Protocol):
+    """What the rest of brain needs from a database."""
+
+    url: str
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run a statement with bound parameters."""
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """Run a query and return its rows."""
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return a DataFrame."""
+
+    def register(self, name: str, df: pd.DataFrame) -> None:
+        """Expose a DataFrame to SQL under `name` for the current connection."""
+
+    def unregister(self, name: str) -> None:
+        """Drop a registered DataFrame."""
+
+    def transaction(self) -> contextlib.AbstractContextManager:
+        """All statements inside commit together or not at all."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (the one place identifiers are quoted)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def spatial_extension_path() -> Path:
+    """Path of the spatial extension shipped by the PyPI package duckdb-extension-spatial."""
+    import duckdb
+    import duckdb_extension_spatial
+
+    base = Path(duckdb_extension_spatial.__file__).parent / "extensions"
+    wanted = base / f"v{duckdb.__version__}" / "spatial.duckdb_extension"
+    if wanted.exists():
+        return wanted
+    found = sorted(base.glob("*/spatial.duckdb_extension"))
+    raise BackendError(
+        f"duckdb {duckdb.__version__} needs duckdb-extension-spatial=={duckdb.__version__}; "
+        f"found {[p.parent.name for p in found]} — run `make setup`"
+    )
+
+
+class DuckDBBackend:
+    """A DuckDB file (or :memory:) with the spatial extension loaded."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str | os.PathLike, read_only: bool = False):
+        import duckdb
+
+        self.path = str(path)
+        self.url = f"duckdb:///{self.path}"
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise BackendError(f"cannot open {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._load_spatial()
+
+    def _load_spatial(self) -> None:
+        import duckdb
+
+        try:
+            self._con.execute("LOAD spatial")
+        except duckdb.Error:
+            # Offline install from the wheel: never reach for the extension repository.
+            # INSTALL takes no bound parameter; the path is ours, quoted as an SQL string literal.
+            literal = str(spatial_extension_path()).replace("'", "''")
+            self._con.execute(f"INSTALL '{literal}'")
+            self._con.execute("LOAD spatial")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run a statement with bound parameters."""
+        with self._lock:
+            self._con.execute(sql, params or [])
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """Run a query and return its rows."""
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return a DataFrame."""
+        with self._lock:
+            return self._con.execute(sql, params or []).df()
+
+    def register(self, name: str, df: pd.DataFrame) -> None:
+        """Expose a DataFrame to SQL under `name`."""
+        with self._lock:
+            self._con.register(name, df)
+
+    def unregister(self, name: str) -> None:
+        """Drop a registered DataFrame."""
+        with self._lock:
+            self._con.unregister(name)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All statements inside commit together or not at all."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._con.close()
+
+
+def connect(url: str | None = None, read_only: bool = False) -> Backend:
+    """Open a backend from a URL: `duckdb:///relative/or//absolute/path.duckdb` or `duckdb:///:memory:`."""
+    url = url or DEFAULT_URL
+    parsed = urlparse(url)
+    if parsed.scheme == "duckdb":
+        path = url[len("duckdb:///"):] if url.startswith("duckdb:///") else parsed.path
+        if not path:
+            raise BackendError(f"no file in {url!r}: write duckdb:///path/to/file.duckdb")
+        return DuckDBBackend(path, read_only=read_only)
+    if parsed.scheme in ("postgresql", "postgres"):
+        raise BackendError("the PostGIS backend is not built yet (issue: PostGIS backend); use duckdb:///file")
+    raise BackendError(f"unknown database URL {url!r}: use duckdb:///path/to/file.duckdb")

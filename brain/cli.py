@@ -1,0 +1,185 @@
+"""The `brain` command line: sample data, ingest, database and report commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from brain.errors import BrainError
+
+app = typer.Typer(
+    help="brain — one map (一张图) of a district: people, buildings, events and organisations.\n\n"
+         "Typical first run:\n\n"
+         "  brain sample --scale small --out /tmp/x\n\n"
+         "  brain ingest /tmp/x/manifest.yaml --db duckdb:////tmp/x/brain.duckdb --report-json /tmp/x/report.json",
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Create and inspect the database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+# Piped output (make, CI, logs) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+DB_HELP = "Database URL: duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb"
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def sample(
+    scale: str = typer.Option("small", help="small (4 communities, ~3k people), medium (~40 communities, ~100k "
+                                            "people) or large (~1M people, 100k buildings, 200k events)"),
+    out: Path = typer.Option(..., help="Directory to write the files and manifest.yaml into"),
+) -> None:
+    """Write a deterministic synthetic district as the messy files a data bureau receives, plus a manifest."""
+    from brain.sample import SCALES, generate
+
+    if scale not in SCALES:
+        _fail(BrainError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}"))
+    with console.status(f"generating the {scale} sample…") as status:
+        manifest = generate(scale, out, progress=lambda step: status.update(f"{scale} sample: {step}"))
+    console.print(f"wrote {out}/ — manifest: {manifest}")
+    console.print(f"next: brain ingest {manifest} --db duckdb:///{out}/brain.duckdb")
+
+
+@app.command()
+def ingest(
+    manifest: Path = typer.Argument(..., help="The manifest YAML (see README: 'The manifest')"),
+    db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
+    report_json: Optional[Path] = typer.Option(None, help="Also write the run report as JSON here"),
+) -> None:
+    """Load every source of a manifest onto the canonical model; rejected rows go to `quarantine` with a reason.
+
+    Every source reconciles: read = loaded + quarantined. A source that cannot be read at all stops the run
+    before anything is written. Re-running the same manifest changes nothing; changed rows are updated.
+    """
+    from brain.backend import connect
+    from brain.ingest.manifest import load_manifest
+    from brain.ingest.pipeline import STAGES, ingest as run_ingest
+
+    try:
+        spec = load_manifest(manifest)
+        backend = connect(db)
+        with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.fields[stage]:<8}"),
+                      TimeElapsedColumn(), console=err, transient=False) as progress:
+            tasks: dict[str, int] = {}
+
+            def on_stage(source: str, stage: str) -> None:
+                if source not in tasks:
+                    for t in tasks.values():
+                        progress.update(t, completed=len(STAGES), stage="done")
+                    tasks[source] = progress.add_task(source, total=len(STAGES), stage=stage)
+                progress.update(tasks[source], completed=STAGES.index(stage), stage=stage)
+
+            report = run_ingest(backend, spec, str(manifest), on_stage)
+            for t in tasks.values():
+                progress.update(t, completed=len(STAGES), stage="done")
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    _print_report(report)
+    if report_json:
+        report_json.parent.mkdir(parents=True, exist_ok=True)
+        report_json.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        console.print(f"report written to {report_json}")
+
+
+def _print_report(report) -> None:
+    table = Table(title=f"ingest run {report.run_id} → {report.db} ({report.seconds:.1f} s)", title_justify="left")
+    for col in ("source", "entity", "read", "loaded", "new", "updated", "same", "quarantined", "reasons"):
+        table.add_column(col, justify="right" if col in ("read", "loaded", "new", "updated", "same", "quarantined")
+                         else "left")
+    for s in report.sources:
+        ok = "" if s.reconciles else " ✗"
+        table.add_row(s.name, s.entity, f"{s.read:,}", f"{s.loaded:,}", f"{s.inserted:,}", f"{s.updated:,}",
+                      f"{s.unchanged:,}", f"{s.quarantined:,}{ok}", ", ".join(f"{k} {v}" for k, v in s.reasons.items()))
+    console.print(table)
+    total_q = sum(s.quarantined for s in report.sources)
+    console.print(f"every source reconciles (read = loaded + quarantined); {total_q:,} rows in quarantine — "
+                  f"see `brain quarantine --db {report.db}`. data version {report.data_version}.")
+
+
+@db_app.command("init")
+def db_init(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """Create the schema (idempotent)."""
+    from brain.backend import connect
+    from brain.schema import init_schema
+
+    try:
+        backend = connect(db)
+        init_schema(backend)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    console.print(f"schema ready in {db}")
+
+
+@app.command()
+def status(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """Row counts per table and per street: what the one map holds."""
+    from brain.backend import connect
+    from brain.model import ENTITIES
+    from brain.report import status as status_rows
+
+    try:
+        backend = connect(db, read_only=True)
+        rows = status_rows(backend)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    table = Table(title=f"{db}", title_justify="left")
+    table.add_column("street 街道")
+    for name in ["admin_units", *ENTITIES]:
+        table.add_column(name, justify="right")
+    for street, counts in rows.items():
+        table.add_row(street, *[f"{counts.get(n, 0):,}" for n in ["admin_units", *ENTITIES]])
+    console.print(table)
+
+
+@app.command()
+def quarantine(
+    db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
+    source: Optional[str] = typer.Option(None, help="Only this source"),
+    reason: Optional[str] = typer.Option(None, help="Only this reason, e.g. address-unmatched"),
+    limit: int = typer.Option(20, help="How many rows to show"),
+) -> None:
+    """Show quarantined rows: source, row, reason, detail and the raw record as delivered."""
+    from brain.backend import connect
+    from brain.report import quarantine_rows
+
+    try:
+        backend = connect(db, read_only=True)
+        summary, rows = quarantine_rows(backend, source, reason, limit)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    table = Table(title="quarantine by source and reason", title_justify="left")
+    for c in ("source", "reason", "rows"):
+        table.add_column(c)
+    for s, r, n in summary:
+        table.add_row(s, r, f"{n:,}")
+    console.print(table)
+    for s, row_no, r, detail, raw in rows:
+        console.print(f"[bold]{s}[/] row {row_no}: [red]{r}[/] — {detail}\n  {raw[:300]}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Domain errors of brain; the CLI (and later the HTTP service) map them to messages and exit codes."""
+
+
+class BrainError(Exception):
+    """Base class of every error brain raises on purpose."""
+
+
+class SourceError(BrainError):
+    """A source cannot be read at all (missing file, missing column, unknown CRS): the run stops."""
+
+    def __init__(self, message: str, source: str | None = None):
+        self.source = source
+        super().__init__(f"source {source!r}: {message}" if source else message)
+
+
+class ManifestError(BrainError):
+    """The manifest itself is malformed."""
+
+
+class BackendError(BrainError):
+    """The database URL or the database cannot be used."""

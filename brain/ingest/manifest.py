@@ -1,0 +1,179 @@
+"""The ingest manifest: which files to read and how each maps onto the canonical model (YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from brain.errors import ManifestError
+from brain.model import ENTITIES, LEVELS
+
+FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel", ".xls": "excel", ".xlsm": "excel",
+           ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "shapefile", ".zip": "shapefile"}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class Place(_Spec):
+    """How a source's rows get a location: its geometry, x/y columns with a CRS, or an address column."""
+
+    geometry: bool = False
+    x: str | None = None
+    y: str | None = None
+    crs: str | None = Field(None, description="EPSG code (4326, 4490, 4547…) or gcj02 / bd09")
+    address: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        ways = [self.geometry, bool(self.x or self.y), bool(self.address)]
+        if sum(ways) != 1:
+            raise ValueError("place needs exactly one of: geometry: true | x + y (+ crs) | address")
+        if (self.x is None) != (self.y is None):
+            raise ValueError("place needs both x and y")
+        return self
+
+
+class FileSpec(_Spec):
+    """Where a source's file is and how to open it."""
+
+    name: str
+    path: str
+    format: Literal["csv", "excel", "geojson", "gpkg", "shapefile"] | None = None
+    layer: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+
+    @model_validator(mode="after")
+    def _infer_format(self):
+        if self.format is None:
+            fmt = FORMATS.get(Path(self.path).suffix.lower())
+            if fmt is None:
+                raise ValueError(f"cannot infer the format of {self.path!r}: add format: csv|excel|geojson|gpkg|shapefile")
+            self.format = fmt
+        return self
+
+    @property
+    def is_geo(self) -> bool:
+        """Whether the file carries geometries (read through pyogrio)."""
+        return self.format in ("geojson", "gpkg", "shapefile")
+
+
+class AdminSource(FileSpec):
+    """A file of admin units of one level."""
+
+    level: Literal["district", "street", "community", "grid"]
+    id: str = "code"
+    columns: dict[str, str] = {}
+    crs: str | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known(cls, v):
+        bad = set(v) - {"name", "parent_code"}
+        if bad:
+            raise ValueError(f"admin unit columns can map only name and parent_code, not {sorted(bad)}")
+        return v
+
+
+class Source(FileSpec):
+    """A file of one entity."""
+
+    entity: str
+    id: str | list[str]
+    columns: dict[str, str] = {}
+    constants: dict[str, str] = {}
+    place: Place | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        entity = ENTITIES.get(self.entity)
+        if entity is None:
+            raise ValueError(f"unknown entity {self.entity!r}: one of {', '.join(ENTITIES)}")
+        unknown = (set(self.columns) | set(self.constants)) - set(entity.field_map)
+        if unknown:
+            raise ValueError(f"{self.entity} has no field {sorted(unknown)}; fields: {', '.join(entity.field_map)}")
+        if entity.placed and self.place is None:
+            raise ValueError(f"{self.entity} rows must be placed: add place: (geometry | x/y/crs | address)")
+        if not entity.placed and self.place is not None:
+            raise ValueError(f"{self.entity} rows are placed through their references; remove place")
+        if self.place and self.place.geometry and not self.is_geo:
+            raise ValueError(f"place: geometry needs a geometry file, not {self.format}")
+        return self
+
+    @property
+    def id_columns(self) -> list[str]:
+        """The id column(s); several are joined with '|' into one id."""
+        return [self.id] if isinstance(self.id, str) else list(self.id)
+
+
+class RasterSource(_Spec):
+    """A raster (rainfall forecast, DEM) registered for later analysis."""
+
+    name: str
+    path: str
+    kind: str = "raster"
+
+
+class Manifest(_Spec):
+    """A whole delivery: admin units, entity sources and rasters, paths relative to the manifest."""
+
+    name: str = "manifest"
+    admin_units: list[AdminSource] = []
+    sources: list[Source] = []
+    rasters: list[RasterSource] = []
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [s.name for s in [*self.admin_units, *self.sources, *self.rasters]]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {dup}")
+        return self
+
+    def resolve(self, path: str) -> Path:
+        """A manifest-relative path made absolute."""
+        p = Path(path)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def ordered_sources(self) -> list[Source]:
+        """Sources in load order: what others are matched against (buildings, organisations, devices) first."""
+        rank = {"buildings": 0, "organisations": 1, "devices": 1, "people": 2, "events": 2, "party_members": 3,
+                "device_readings": 3}
+        return sorted(self.sources, key=lambda s: rank.get(s.entity, 2))
+
+    def ordered_admin(self) -> list[AdminSource]:
+        """Admin sources from district down to grid (parents before children)."""
+        return sorted(self.admin_units, key=lambda s: LEVELS.index(s.level))
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Parse and validate a manifest file; raise ManifestError with the offending entry on failure."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest is a mapping with admin_units, sources and rasters")
+    try:
+        return Manifest(**data, base_dir=path.resolve().parent)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        entry = _entry_name(data, first["loc"])
+        raise ManifestError(f"{path}: {where}{f' ({entry})' if entry else ''}: {first['msg']}") from exc
+
+
+def _entry_name(data: dict, loc: tuple) -> str | None:
+    try:
+        return data[loc[0]][loc[1]].get("name")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None

@@ -1,0 +1,527 @@
+"""One ingest run: read → map → fix coordinates → place in units → quarantine → upsert → report.
+
+Python prepares what needs Python (file formats, CRS maths, address parsing, geometry repair) vectorised;
+typing, vocabularies, the spatial join that places rows and the upsert run as SQL in the database.
+The whole run is one transaction: a source that cannot be read stops it and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from brain.backend import Backend, quote_ident as q
+from brain.coords import normalise_crs
+from brain.errors import SourceError
+from brain.ingest.address import normalise_addresses
+from brain.ingest.manifest import AdminSource, Manifest, Source
+from brain.ingest.places import prepare_geometry, prepare_xy
+from brain.ingest.readers import read_header, read_table
+from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, Field, vocab_rows
+from brain.schema import bump_data_version, entity_columns, init_schema
+
+#: Date and time layouts seen in department files, tried in order after ISO 8601.
+DATE_FORMATS = ["%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y年%m月%d日 %H时%M分%S秒",
+                "%Y年%m月%d日 %H时%M分", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S", "%Y%m%d", "%Y/%m/%d",
+                "%Y.%m.%d %H:%M", "%Y.%m.%d"]
+
+#: References resolved against tables loaded earlier: (field, table, matched column, our column, required).
+LINKS: dict[str, list[tuple[str, str, str, str, bool]]] = {
+    "party_members": [("person_id", "people", "id_number", "id_number", False),
+                      ("organisation_id", "organisations", "source_id", "organisation_ref", False)],
+    "device_readings": [("device_id", "devices", "source_id", "device_ref", True)],
+}
+
+STAGES = ("read", "prepare", "place", "load")
+
+ProgressFn = Callable[[str, str], None]
+
+
+@dataclass
+class SourceReport:
+    """What one source did in one run; read = loaded + quarantined always holds."""
+
+    name: str
+    entity: str
+    path: str
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    repaired: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def reconciles(self) -> bool:
+        """Whether every row read is either loaded or quarantined."""
+        return self.read == self.loaded + self.quarantined
+
+
+@dataclass
+class RunReport:
+    """The report of a whole run."""
+
+    run_id: str
+    manifest: str
+    db: str
+    started_at: str
+    seconds: float = 0.0
+    data_version: int = 0
+    sources: list[SourceReport] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The --report-json document."""
+        out = asdict(self)
+        for s, rep in zip(out["sources"], self.sources):
+            s["reconciles"] = rep.reconciles
+        return out
+
+
+class Ingest:
+    """Runs a manifest into a backend."""
+
+    def __init__(self, db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None):
+        self.db = db
+        self.manifest = manifest
+        self.manifest_path = manifest_path
+        self.progress = progress or (lambda source, stage: None)
+        self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+
+    # -- pre-flight ---------------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check every source can be read (file, layer, columns, CRS) before anything is written."""
+        for spec in self.manifest.admin_units:
+            cols, file_crs = read_header(spec, self.manifest.resolve(spec.path))
+            self._need(spec.name, cols, [spec.id, *spec.columns.values()])
+            self._crs(spec.name, spec.crs, file_crs)
+        for spec in self.manifest.sources:
+            cols, file_crs = read_header(spec, self.manifest.resolve(spec.path))
+            need = [*spec.id_columns, *spec.columns.values()]
+            if spec.place:
+                need += [c for c in (spec.place.x, spec.place.y, spec.place.address) if c]
+                if spec.place.x or spec.place.geometry:
+                    self._crs(spec.name, spec.place.crs, file_crs if spec.place.geometry else "EPSG:4326")
+            self._need(spec.name, cols, need)
+        for raster in self.manifest.rasters:
+            if not self.manifest.resolve(raster.path).exists():
+                raise SourceError(f"file {self.manifest.resolve(raster.path)} does not exist: fix `path`", raster.name)
+
+    @staticmethod
+    def _need(name: str, have: list[str], need: list[str]) -> None:
+        missing = [c for c in dict.fromkeys(need) if c not in have]
+        if missing:
+            raise SourceError(f"column(s) {missing} not in the file, which has {have[:12]}"
+                              f"{'…' if len(have) > 12 else ''}: fix `columns`/`id`/`place` in the manifest", name)
+
+    @staticmethod
+    def _crs(name: str, declared, file_crs) -> str:
+        if declared is None and file_crs is None:
+            raise SourceError("the file has no CRS: declare one in the manifest (`crs:`, or `place.crs:` for an entity source): an EPSG code, gcj02 or bd09", name)
+        try:
+            return normalise_crs(declared if declared is not None else file_crs)
+        except SourceError as exc:
+            raise SourceError(str(exc), name) from None
+
+    # -- the run ------------------------------------------------------------------------------------------
+    def run(self) -> RunReport:
+        """Pre-flight, then load every source in one transaction; return the report."""
+        t0 = time.perf_counter()
+        report = RunReport(self.run_id, self.manifest_path, self.db.url, datetime.now().isoformat(timespec="seconds"))
+        self.preflight()
+        init_schema(self.db)
+        with self.db.transaction():
+            self.db.register("vocab_src", pd.DataFrame(vocab_rows(), columns=["vocab", "label", "code"]))
+            self.db.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_src")
+            self.db.unregister("vocab_src")
+            for spec in self.manifest.ordered_admin():
+                report.sources.append(self._timed(spec, self._admin))
+            for spec in self.manifest.ordered_sources():
+                report.sources.append(self._timed(spec, self._entity))
+            for raster in self.manifest.rasters:
+                self._raster(raster)
+            self._record(report)
+            changed = any(s.inserted or s.updated for s in report.sources)
+            report.data_version = bump_data_version(self.db) if changed else self._version()
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def _version(self) -> int:
+        return int(self.db.query("SELECT value FROM meta WHERE key = 'data_version'")[0][0])
+
+    def _timed(self, spec, fn) -> SourceReport:
+        t = time.perf_counter()
+        rep = fn(spec)
+        rep.seconds = round(time.perf_counter() - t, 3)
+        if not rep.reconciles:  # a bug of ours, never of the data: refuse to commit a lossy run
+            raise AssertionError(f"{spec.name}: read {rep.read} ≠ loaded {rep.loaded} + quarantined {rep.quarantined}")
+        return rep
+
+    # -- entity sources -----------------------------------------------------------------------------------
+    def _entity(self, spec: Source) -> SourceReport:
+        entity = ENTITIES[spec.entity]
+        path = self.manifest.resolve(spec.path)
+        self.progress(spec.name, "read")
+        table = read_table(spec, path)
+        raw = table.frame
+        rep = SourceReport(spec.name, spec.entity, str(path), read=len(raw))
+        self.progress(spec.name, "prepare")
+        work = self._work_frame(spec, entity, raw)
+        repaired = np.zeros(len(raw), dtype=bool)
+        place = spec.place
+        if place and place.geometry:
+            crs = self._crs(spec.name, place.crs, table.crs)
+            geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, entity.geometry)
+            work["geom_wkb"] = shapely.to_wkb(geoms)
+            work["place_reason"], work["place_detail"] = reason, detail
+        elif place and place.x:
+            crs = self._crs(spec.name, place.crs, "EPSG:4326")
+            lon, lat, reason, detail = prepare_xy(raw[place.x].astype(str), raw[place.y].astype(str), crs)
+            work["lon"], work["lat"] = lon, lat
+            work["place_reason"], work["place_detail"] = reason, detail
+        elif place and place.address:
+            addr = normalise_addresses(raw[place.address].astype(str).str.strip().replace("", None))
+            work["addr_key"] = addr["key"].to_numpy()
+            work["place_reason"] = np.where(addr["norm"].isna(), "address-missing", None)
+            work["place_detail"] = None
+            if "unit_no" in entity.field_map and "unit_no" not in spec.columns:
+                work["unit_no"] = addr["unit"].to_numpy()
+            if "room" in entity.field_map and "room" not in spec.columns:
+                work["room"] = addr["room"].to_numpy()
+        if spec.entity == "buildings":
+            work["addr_key"] = normalise_addresses(work["address"])["key"].to_numpy()
+        self.progress(spec.name, "place")
+        self.db.register("work_src", work)
+        try:
+            self.db.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {self._stage_sql(spec, entity, work)}")
+        finally:
+            self.db.unregister("work_src")
+        self._place(spec, entity)
+        self._judge(spec, entity)
+        self.progress(spec.name, "load")
+        self._quarantine(spec, raw, table.geometry, rep)
+        cols = entity_columns(entity)
+        hashed = [c for c, _ in cols if c not in ("id", "source", "source_id", "row_hash", "ingest_run", "geom_3857")]
+        select = []
+        for c, t in cols:
+            if c == "row_hash":
+                select.append("CAST(hash(" + ", ".join(_hashable(x) for x in hashed) + ") AS VARCHAR)")
+            elif c == "id":
+                select.append("source || ':' || source_id")
+            elif c == "geom_3857":
+                select.append("ST_Transform(geom, 'EPSG:4326', 'EPSG:3857', always_xy := true)")
+            else:
+                select.append(f"CAST({q(c)} AS {t})")
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT "
+                        + ", ".join(f"{e} AS {q(c)}" for e, (c, _) in zip(select, cols))
+                        + " FROM judged WHERE reason IS NULL")
+        rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
+        rep.loaded = rep.inserted + rep.updated + rep.unchanged
+        rep.repaired = int(self.db.query(
+            "SELECT count(*) FROM judged WHERE reason IS NULL AND list_contains(?, row_no)",
+            [list(map(int, np.flatnonzero(repaired) + 1))])[0][0]) if repaired.any() else 0
+        return rep
+
+    def _work_frame(self, spec: Source, entity: Entity, raw: pd.DataFrame) -> pd.DataFrame:
+        """Canonical columns as text, plus row numbers, ids and provenance."""
+        n = len(raw)
+        ids = raw[spec.id_columns].astype(str).apply(lambda c: c.str.strip())
+        sid = ids.iloc[:, 0] if len(spec.id_columns) == 1 else ids.agg("|".join, axis=1)
+        empty = (ids == "").any(axis=1)
+        work = pd.DataFrame({"row_no": np.arange(1, n + 1, dtype=np.int64),
+                             "source_id": sid.where(~empty, None).to_numpy(dtype=object)})
+        work["source"] = spec.name
+        work["ingest_run"] = self.run_id
+        for fname, col in spec.columns.items():
+            work[fname] = raw[col].astype(str).str.strip().to_numpy(dtype=object)
+        for fname, value in spec.constants.items():
+            work[fname] = value
+        for f in entity.fields:
+            if f.type == "multi" and f.name in work:
+                codes, bad = _multi(work[f.name], f.vocab)
+                work[f.name], work[f"{f.name}__bad"] = codes, bad
+        return work
+
+    def _stage_sql(self, spec: Source, entity: Entity, work: pd.DataFrame) -> str:
+        """Typed canonical fields from the work frame; raw text kept beside each parsed value."""
+        select = ["w.row_no", "w.source_id", "w.source", "w.ingest_run"]
+        joins = []
+        for i, f in enumerate(entity.fields):
+            col = f"w.{q(f.name)}"
+            if f.name not in work:
+                select += [f"CAST(NULL AS {f.sql_type}) AS {q(f.name)}", f"CAST(NULL AS VARCHAR) AS {q(f.name + '__raw')}"]
+                continue
+            raw = f"NULLIF(CAST({col} AS VARCHAR), '')"
+            if f.type in ("category", "bool"):
+                joins.append(f"LEFT JOIN vocab v{i} ON v{i}.vocab = '{f.vocab}' AND v{i}.label = lower({raw})")
+                expr = f"v{i}.code" if f.type == "category" else f"CAST(v{i}.code AS BOOLEAN)"
+            elif f.type == "int":
+                expr = f"COALESCE(TRY_CAST({raw} AS BIGINT), CAST(round(TRY_CAST({raw} AS DOUBLE)) AS BIGINT))"
+            elif f.type == "float":
+                expr = f"TRY_CAST({raw} AS DOUBLE)"
+            elif f.type in ("timestamp", "date"):
+                expr = f"COALESCE(TRY_CAST({raw} AS TIMESTAMP), try_strptime({raw}, {_sql_list(DATE_FORMATS)}))"
+                if f.type == "date":
+                    expr = f"CAST({expr} AS DATE)"
+            else:
+                expr = raw
+            select += [f"{expr} AS {q(f.name)}", f"{raw} AS {q(f.name + '__raw')}"]
+            if f.type == "multi":
+                select.append(f"CAST(w.{q(f.name + '__bad')} AS VARCHAR) AS {q(f.name + '__bad')}")
+        for extra in ("lon", "lat", "addr_key", "place_reason", "place_detail"):
+            if extra in work and extra not in entity.field_map:  # all-None columns arrive untyped: cast
+                select.append(f"CAST(w.{extra} AS {'DOUBLE' if extra in ('lon', 'lat') else 'VARCHAR'}) AS {extra}")
+        if "geom_wkb" in work:
+            select.append("ST_GeomFromWKB(w.geom_wkb) AS geom")
+        return f"SELECT {', '.join(select)} FROM work_src w {' '.join(joins)}"
+
+    def _place(self, spec: Source, entity: Entity) -> None:
+        """Add building / grid → district codes and geometry to `stage`, as table `placed`."""
+        codes = ", ".join(f"g.{c}" for c in PLACEMENT)
+        place = spec.place
+        if place is None:  # placed through a reference (device readings → their device)
+            field_, table, match, ours, _ = LINKS[spec.entity][0]
+            ref = (f"(SELECT * FROM {q(table)} QUALIFY row_number() OVER (PARTITION BY {q(match)} ORDER BY id) = 1)")
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
+                SELECT s.* EXCLUDE ({q(field_)}), r.id AS {q(field_)}, {', '.join(f'r.{c}' for c in PLACEMENT)}
+                FROM stage s LEFT JOIN {ref} r ON r.{q(match)} = s.{q(ours)}""")
+            return
+        if place.address:
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
+                SELECT s.* EXCLUDE (building_id), b.id AS building_id, {', '.join(f'b.{c}' for c in PLACEMENT)},
+                       b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
+                FROM stage s LEFT JOIN (SELECT * FROM buildings WHERE addr_key IS NOT NULL
+                                        QUALIFY row_number() OVER (PARTITION BY addr_key ORDER BY id) = 1) b
+                  ON b.addr_key = s.addr_key""" if "building_id" in entity.field_map else
+                f"""CREATE OR REPLACE TEMP TABLE placed AS
+                SELECT s.*, b.id AS building_ref, {', '.join(f'b.{c}' for c in PLACEMENT)},
+                       b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
+                FROM stage s LEFT JOIN (SELECT * FROM buildings WHERE addr_key IS NOT NULL
+                                        QUALIFY row_number() OVER (PARTITION BY addr_key ORDER BY id) = 1) b
+                  ON b.addr_key = s.addr_key""")
+        else:
+            if place.geometry:
+                point = "ST_PointOnSurface(geom)" if entity.geometry == "polygon" else "geom"
+                self.db.execute(f"""CREATE OR REPLACE TEMP TABLE stage AS
+                    SELECT s.*, ST_X({point}) AS lon, ST_Y({point}) AS lat FROM stage s""")
+            else:
+                self.db.execute("""CREATE OR REPLACE TEMP TABLE stage AS
+                    SELECT s.*, CASE WHEN s.place_reason IS NULL THEN ST_Point(s.lon, s.lat) END AS geom FROM stage s""")
+            # One spatial join against the grids; a point on a shared edge goes to the lowest code.
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE grid_of AS
+                SELECT s.row_no, min(u.code) AS grid FROM stage s
+                JOIN (SELECT code, geom FROM admin_units WHERE level = 'grid') u
+                  ON ST_Intersects(u.geom, ST_Point(s.lon, s.lat))
+                WHERE s.place_reason IS NULL GROUP BY s.row_no""")
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
+                SELECT s.*, {codes} FROM stage s LEFT JOIN grid_of USING (row_no)
+                LEFT JOIN admin_units g ON g.level = 'grid' AND g.code = grid_of.grid""")
+        for field_, table, match, ours, _ in LINKS.get(spec.entity, []):
+            ref = f"(SELECT * FROM {q(table)} QUALIFY row_number() OVER (PARTITION BY {q(match)} ORDER BY id) = 1)"
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
+                SELECT p.* EXCLUDE ({q(field_)}), r.id AS {q(field_)} FROM placed p
+                LEFT JOIN {ref} r ON r.{q(match)} = p.{q(ours)}""")
+
+    def _judge(self, spec: Source, entity: Entity) -> None:
+        """Give every row of `placed` its quarantine reason (NULL = loads), first failing check wins."""
+        checks: list[tuple[str, str, str]] = [
+            ("source_id IS NULL", "id-missing", "'id column(s) empty'"),
+            ("dup_rank > 1", "duplicate-id", "'id ' || source_id || ' already on row ' || CAST(first_row AS VARCHAR)"),
+        ]
+        address_field = spec.place and spec.place.address and next((f for f, c in spec.columns.items() if c == spec.place.address), None)
+        for f in entity.fields:
+            raw = q(f.name + "__raw")
+            if f.required and f.name != address_field and f.name not in ("device_ref",):
+                checks.append((f"{raw} IS NULL", "required-missing", f"'{f.name} is empty'"))
+            if f.type in ("category", "bool"):
+                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "unknown-category",
+                               f"'{f.name}=' || {raw}"))
+            elif f.type == "multi":
+                checks.append((f"{q(f.name + '__bad')} IS NOT NULL", "unknown-category",
+                               f"'{f.name}=' || {q(f.name + '__bad')}"))
+            elif f.type in ("int", "float"):
+                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "value-invalid", f"'{f.name}=' || {raw}"))
+            elif f.type in ("timestamp", "date"):
+                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "date-invalid", f"'{f.name}=' || {raw}"))
+        if spec.place is None:
+            field_, _, _, ours, _ = LINKS[spec.entity][0]
+            checks.append((f"{q(field_)} IS NULL", "reference-unknown", f"'no {ours}=' || coalesce({q(ours)}, '')"))
+        else:
+            checks.append(("place_reason IS NOT NULL", "place_reason", "place_detail"))
+            if spec.place.address:
+                checks.append(("grid_code IS NULL", "address-unmatched",
+                               "'no building at ' || coalesce(addr_key, '(unparsed address)')"))
+            else:
+                checks.append(("grid_code IS NULL", "outside-district",
+                               "'outside every grid at ' || round(lon, 6) || ',' || round(lat, 6)"))
+        reason = "CASE " + " ".join(f"WHEN {c} THEN {r if r == 'place_reason' else repr(r)}" for c, r, _ in checks) + " END"
+        detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
+        self.db.execute(f"""CREATE OR REPLACE TEMP TABLE ranked AS SELECT *,
+            row_number() OVER (PARTITION BY source_id ORDER BY row_no) AS dup_rank,
+            min(row_no) OVER (PARTITION BY source_id) AS first_row FROM placed""")
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {reason} AS reason, {detail} AS detail FROM ranked")
+
+    # -- shared steps -------------------------------------------------------------------------------------
+    def _quarantine(self, spec, raw: pd.DataFrame, geoms, rep: SourceReport) -> None:
+        """Keep every rejected row with its source, raw record and reason (upserted: re-runs add nothing)."""
+        bad = self.db.frame("SELECT row_no, source_id, reason, detail FROM judged WHERE reason IS NOT NULL ORDER BY row_no")
+        rep.quarantined = len(bad)
+        rep.reasons = {k: int(v) for k, v in bad["reason"].value_counts().sort_index().items()}
+        if bad.empty:
+            return
+        idx = bad["row_no"].to_numpy() - 1
+        records = raw.iloc[idx].to_dict("records")
+        if geoms is not None:
+            wkt = shapely.to_wkt(np.asarray(geoms, dtype=object)[idx], rounding_precision=7)
+            for r, g in zip(records, wkt):
+                r["geometry"] = None if g is None else g[:20000]
+        bad["raw"] = [json.dumps(r, ensure_ascii=False) for r in records]
+        bad["raw_hash"] = [hashlib.sha1(f"{r}|{why}".encode()).hexdigest() for r, why in zip(bad["raw"], bad["reason"])]
+        bad["source"], bad["entity"], bad["run"] = spec.name, getattr(spec, "entity", "admin_units"), self.run_id
+        self.db.register("q_src", bad)
+        try:
+            self.db.execute("""UPDATE quarantine SET last_run = q.run, row_no = q.row_no, detail = q.detail
+                               FROM q_src q WHERE quarantine.source = q.source AND quarantine.raw_hash = q.raw_hash""")
+            self.db.execute("""INSERT INTO quarantine SELECT source, entity, row_no, source_id, reason, detail, raw,
+                               raw_hash, run, run FROM q_src q WHERE NOT EXISTS (SELECT 1 FROM quarantine x
+                               WHERE x.source = q.source AND x.raw_hash = q.raw_hash)""")
+        finally:
+            self.db.unregister("q_src")
+
+    def _upsert(self, table: str, key: str) -> tuple[int, int, int]:
+        """Merge temp table `incoming` into `table` by `key`: (inserted, updated, unchanged)."""
+        t, k = q(table), q(key)
+        self.db.execute(f"""CREATE OR REPLACE TEMP TABLE changes AS SELECT i.{k} AS key,
+            CASE WHEN t.{k} IS NULL THEN 'insert' WHEN t.row_hash IS DISTINCT FROM i.row_hash THEN 'update'
+                 ELSE 'same' END AS action
+            FROM incoming i LEFT JOIN {t} t ON t.{k} = i.{k}""")
+        counts = dict(self.db.query("SELECT action, count(*) FROM changes GROUP BY action"))
+        if counts.get("update"):
+            self.db.execute(f"DELETE FROM {t} WHERE {k} IN (SELECT key FROM changes WHERE action = 'update')")
+        if counts.get("update") or counts.get("insert"):
+            self.db.execute(f"INSERT INTO {t} SELECT i.* FROM incoming i JOIN changes c ON c.key = i.{k} "
+                            f"WHERE c.action <> 'same'")
+        return counts.get("insert", 0), counts.get("update", 0), counts.get("same", 0)
+
+    # -- admin units --------------------------------------------------------------------------------------
+    def _admin(self, spec: AdminSource) -> SourceReport:
+        path = self.manifest.resolve(spec.path)
+        self.progress(spec.name, "read")
+        table = read_table(spec, path)
+        raw = table.frame
+        rep = SourceReport(spec.name, "admin_units", str(path), read=len(raw))
+        self.progress(spec.name, "prepare")
+        crs = self._crs(spec.name, spec.crs, table.crs)
+        geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, "polygon")
+        from pyproj import Geod
+
+        geod = Geod(ellps="WGS84")
+        area = [abs(geod.geometry_area_perimeter(g)[0]) if g is not None and r is None else None
+                for g, r in zip(geoms, reason)]
+        code = raw[spec.id].astype(str).str.strip()
+        work = pd.DataFrame({
+            "row_no": np.arange(1, len(raw) + 1, dtype=np.int64),
+            "code": code.where(code != "", None).to_numpy(dtype=object),
+            "name": raw[spec.columns["name"]].astype(str).str.strip().to_numpy(dtype=object) if "name" in spec.columns else None,
+            "parent_code": (raw[spec.columns["parent_code"]].astype(str).str.strip().replace("", None).to_numpy(dtype=object)
+                            if "parent_code" in spec.columns else None),
+            "geom_wkb": shapely.to_wkb(geoms), "area_m2": area, "place_reason": reason, "place_detail": detail,
+        })
+        work["source"], work["level"], work["run"] = spec.name, spec.level, self.run_id
+        level = LEVELS.index(spec.level)
+        parent_level = LEVELS[level - 1] if level else None
+        self.progress(spec.name, "place")
+        self.db.register("work_src", work)
+        try:
+            own = [f"w.code AS {c}" if c == f"{spec.level}_code" else (f"p.{c}" if LEVELS.index(c[:-5]) < level else
+                                                                     f"CAST(NULL AS VARCHAR) AS {c}")
+                   for c in PLACEMENT]
+            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE judged AS SELECT *,
+                CASE WHEN code IS NULL THEN 'id-missing' WHEN dup_rank > 1 THEN 'duplicate-id'
+                     WHEN place_reason IS NOT NULL THEN CAST(place_reason AS VARCHAR)
+                     WHEN {'parent_ok IS NULL' if parent_level else 'FALSE'} THEN 'parent-unknown' END AS reason,
+                CASE WHEN code IS NULL THEN 'code empty'
+                     WHEN dup_rank > 1 THEN 'code ' || code || ' already on row ' || CAST(first_row AS VARCHAR)
+                     WHEN place_reason IS NOT NULL THEN CAST(place_detail AS VARCHAR)
+                     ELSE 'no {parent_level} ' || coalesce(parent_code, '(empty)') END AS detail
+                FROM (SELECT w.*, w.code AS source_id, {', '.join(own)}, p.code AS parent_ok, ST_GeomFromWKB(w.geom_wkb) AS geom,
+                        row_number() OVER (PARTITION BY w.code ORDER BY w.row_no) AS dup_rank,
+                        min(w.row_no) OVER (PARTITION BY w.code) AS first_row
+                      FROM work_src w LEFT JOIN admin_units p ON p.level = '{parent_level}' AND p.code = w.parent_code)""")
+        finally:
+            self.db.unregister("work_src")
+        self.progress(spec.name, "load")
+        self._quarantine(spec, raw, table.geometry, rep)
+        self.db.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT code, name, level, parent_code,
+            {', '.join(PLACEMENT)}, source,
+            CAST(hash(code, name, level, parent_code, ST_AsWKB(geom)) AS VARCHAR) AS row_hash, run AS ingest_run,
+            area_m2, geom, ST_Transform(geom, 'EPSG:4326', 'EPSG:3857', always_xy := true) AS geom_3857
+            FROM judged WHERE reason IS NULL""")
+        rep.inserted, rep.updated, rep.unchanged = self._upsert("admin_units", "code")
+        rep.loaded = rep.inserted + rep.updated + rep.unchanged
+        rep.repaired = int(sum(1 for r, fixed in zip(reason, repaired) if fixed and r is None))
+        return rep
+
+    # -- rasters and bookkeeping --------------------------------------------------------------------------
+    def _raster(self, spec) -> None:
+        """Register a raster's extent and bands (the pixels stay in the file)."""
+        import rasterio
+
+        path = self.manifest.resolve(spec.path)
+        with rasterio.open(path) as src:
+            b = src.bounds
+            row = [spec.name, spec.kind, str(path), src.crs.to_string() if src.crs else None, src.width, src.height,
+                   src.count, b.left, b.bottom, b.right, b.top, self.run_id]
+        self.db.execute("DELETE FROM rasters WHERE name = ?", [spec.name])
+        self.db.execute("INSERT INTO rasters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def _record(self, report: RunReport) -> None:
+        now = datetime.now()
+        for s in report.sources:
+            self.db.execute("INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [report.run_id, report.manifest, s.name, s.entity, s.path, report.started_at, now, s.read,
+                             s.loaded, s.inserted, s.updated, s.unchanged, s.quarantined,
+                             json.dumps(s.reasons, ensure_ascii=False)])
+
+
+def _hashable(col: str) -> str:
+    return "ST_AsWKB(geom)" if col == "geom" else q(col)
+
+
+def _sql_list(values: list[str]) -> str:
+    """A list literal of our own constant strings (never user input)."""
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _multi(values: pd.Series, vocab: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split ';'/'、'-separated labels into ';'-joined codes; the unknown labels go to the second array."""
+    lookup = {label.lower(): code for code, labels in VOCABS[vocab].items() for label in (code, *labels)}
+    uniq = {}
+    for v in pd.unique(values):
+        if v is None or v == "":
+            uniq[v] = (None, None)
+            continue
+        parts = [p.strip() for p in str(v).replace("；", ";").replace("、", ";").replace(",", ";").replace("，", ";").split(";")
+                 if p.strip()]
+        codes = [lookup.get(p.lower()) for p in parts]
+        bad = [p for p, c in zip(parts, codes) if c is None]
+        uniq[v] = (";".join(sorted(set(c for c in codes if c))) or None, ";".join(bad) or None)
+    pairs = values.map(uniq)
+    return (np.array([p[0] for p in pairs], dtype=object), np.array([p[1] for p in pairs], dtype=object))
+
+
+def ingest(db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None) -> RunReport:
+    """Run `manifest` into `db` and return the report."""
+    return Ingest(db, manifest, manifest_path, progress).run()

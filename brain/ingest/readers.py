@@ -1,0 +1,106 @@
+"""Reading department files into frames of strings (values are parsed later, so raw records stay raw)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brain.errors import SourceError
+from brain.ingest.manifest import FileSpec
+
+
+@dataclass
+class Table:
+    """What a file holds: attribute columns as text, and geometries with their CRS for geo formats."""
+
+    frame: pd.DataFrame
+    geometry: np.ndarray | None = None
+    crs: str | None = None
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """A column as text: '' for missing, integral floats without '.0', dates in ISO form."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_integer_dtype(col):
+        return col.astype("string").fillna("").astype(object)
+    if pd.api.types.is_float_dtype(col):
+        def fmt(v):
+            if pd.isna(v):
+                return ""
+            return str(int(v)) if float(v).is_integer() else repr(float(v))
+        return col.map(fmt).astype(object)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col.map(lambda v: "" if pd.isna(v) else v.isoformat(sep=" ")).astype(object)
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT or v is pd.NA:
+            return ""
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        if hasattr(v, "isoformat"):
+            return v.isoformat(sep=" ") if hasattr(v, "hour") else v.isoformat()
+        return str(v)
+    return col.map(cell).astype(object)
+
+
+def _check_file(spec: FileSpec, path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"file {path} does not exist: fix `path` in the manifest", spec.name)
+
+
+def _csv_kwargs(spec: FileSpec) -> dict:
+    sep = spec.delimiter or ("\t" if spec.path.lower().endswith(".tsv") else ",")
+    return dict(sep=sep, dtype=str, keep_default_na=False, encoding=spec.encoding, encoding_errors="strict")
+
+
+def read_header(spec: FileSpec, path: Path) -> tuple[list[str], str | None]:
+    """The column names (and for geo files the CRS) without reading the rows: the pre-flight check."""
+    _check_file(spec, path)
+    try:
+        if spec.format == "csv":
+            return list(pd.read_csv(path, nrows=0, **_csv_kwargs(spec)).columns), None
+        if spec.format == "excel":
+            frame = pd.read_excel(path, sheet_name=spec.layer or 0, nrows=0, engine="calamine")
+            return [str(c) for c in frame.columns], None
+        import pyogrio
+
+        info = pyogrio.read_info(path, layer=spec.layer)
+        return list(info["fields"]), info["crs"]
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"cannot decode {path.name} as {spec.encoding}: set `encoding` (e.g. gbk, utf-8-sig)",
+                          spec.name) from exc
+    except (ValueError, OSError, Exception) as exc:  # pyogrio/calamine raise their own error classes
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"cannot read {path.name}: {str(exc).splitlines()[0]}", spec.name) from exc
+
+
+def read_table(spec: FileSpec, path: Path) -> Table:
+    """Read every row of a source as text (plus geometries for geo formats)."""
+    _check_file(spec, path)
+    try:
+        if spec.format == "csv":
+            frame = pd.read_csv(path, **_csv_kwargs(spec))
+            return Table(frame.astype(object))
+        if spec.format == "excel":
+            frame = pd.read_excel(path, sheet_name=spec.layer or 0, dtype=object, engine="calamine")
+            frame.columns = [str(c) for c in frame.columns]
+            return Table(pd.DataFrame({c: _as_text(frame[c]) for c in frame.columns}))
+        import pyogrio
+
+        meta, _, geom, fields = pyogrio.raw.read(path, layer=spec.layer, encoding=None if spec.encoding == "utf-8"
+                                                  else spec.encoding)
+        import shapely
+
+        frame = pd.DataFrame({name: _as_text(pd.Series(values)) for name, values in zip(meta["fields"], fields)})
+        geoms = shapely.from_wkb(geom) if geom is not None else np.full(len(frame), None, dtype=object)
+        return Table(frame, geoms, meta["crs"])
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"cannot decode {path.name} as {spec.encoding}: set `encoding` (e.g. gbk, utf-8-sig)",
+                          spec.name) from exc
+    except SourceError:
+        raise
+    except Exception as exc:  # pandas, calamine and GDAL each raise their own classes
+        raise SourceError(f"cannot read {path.name}: {str(exc).splitlines()[0]}", spec.name) from exc
