@@ -73,7 +73,7 @@ class DuckDBBackend:
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | os.PathLike, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike, read_only: bool = False, memory_limit: str | None = None):
         import duckdb
 
         self.path = str(path)
@@ -86,6 +86,9 @@ class DuckDBBackend:
             raise BackendError(f"cannot open {self.path}: {exc}") from exc
         self._lock = threading.RLock()
         self._load_spatial()
+        # DuckDB takes 80% of RAM by default; a bound keeps big ingests predictable (it spills to disk).
+        limit = memory_limit or os.environ.get("BRAIN_DUCKDB_MEMORY_LIMIT", "2GB")
+        self._con.execute("SET memory_limit = ?", [limit])
 
     def _load_spatial(self) -> None:
         import duckdb

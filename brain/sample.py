@@ -589,6 +589,11 @@ class SampleWriter:
             badv = _pick(rng, len(rd), 0.005)
             rd.loc[badv, "value"] = "--"
             self.planted.add("device_readings", "value-invalid", len(badv))
+            # Readings of stations that were themselves rejected point at no loaded device.
+            rejected = df["device_code"].to_numpy()[np.concatenate([miss, unk])]
+            orphaned = rd["device_code"].isin(rejected).to_numpy()
+            orphaned[badv] = False  # value-invalid is checked first
+            self.planted.add("device_readings", "reference-unknown", int(orphaned.sum()))
         orphan = pd.DataFrame({"device_code": ["D999999"] * 3,
                                "time": ["2026-09-30 10:00", "2026-09-30 11:00", "2026-09-30 12:00"], "metric": ["pm25"] * 3,
                                "value": ["12.0", "13.0", "14.0"], "unit": ["µg/m³"] * 3, "alarm": ["否"] * 3})

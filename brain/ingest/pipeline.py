@@ -16,8 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import re
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from brain.backend import Backend, quote_ident as q
@@ -175,43 +179,49 @@ class Ingest:
         path = self.manifest.resolve(spec.path)
         self.progress(spec.name, "read")
         table = read_table(spec, path)
-        raw = table.frame
-        rep = SourceReport(spec.name, spec.entity, str(path), read=len(raw))
+        n = table.frame.num_rows
+        rep = SourceReport(spec.name, spec.entity, str(path), read=n)
         self.progress(spec.name, "prepare")
-        work = self._work_frame(spec, entity, raw)
-        repaired = np.zeros(len(raw), dtype=bool)
+        extra: dict[str, object] = {"row_no": np.arange(1, n + 1, dtype=np.int64)}
+        repaired = np.zeros(n, dtype=bool)
         place = spec.place
         if place and place.geometry:
             crs = self._crs(spec.name, place.crs, table.crs)
             geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, entity.geometry)
-            work["geom_wkb"] = shapely.to_wkb(geoms)
-            work["place_reason"], work["place_detail"] = reason, detail
+            extra["geom_wkb"] = pa.array(shapely.to_wkb(geoms), type=pa.binary())
+            extra["place_reason"], extra["place_detail"] = reason, detail
         elif place and place.x:
             crs = self._crs(spec.name, place.crs, "EPSG:4326")
-            lon, lat, reason, detail = prepare_xy(raw[place.x].astype(str), raw[place.y].astype(str), crs)
-            work["lon"], work["lat"] = lon, lat
-            work["place_reason"], work["place_detail"] = reason, detail
+            xs, ys = (pd.Series(table.column(c).to_numpy(zero_copy_only=False)) for c in (place.x, place.y))
+            lon, lat, reason, detail = prepare_xy(xs, ys, crs)
+            extra["lon"], extra["lat"] = lon, lat
+            extra["place_reason"], extra["place_detail"] = reason, detail
         elif place and place.address:
-            addr = normalise_addresses(raw[place.address].astype(str).str.strip().replace("", None))
-            work["addr_key"] = addr["key"].to_numpy()
-            work["place_reason"] = np.where(addr["norm"].isna(), "address-missing", None)
-            work["place_detail"] = None
-            if "unit_no" in entity.field_map and "unit_no" not in spec.columns:
-                work["unit_no"] = addr["unit"].to_numpy()
-            if "room" in entity.field_map and "room" not in spec.columns:
-                work["room"] = addr["room"].to_numpy()
-        if spec.entity == "buildings":
-            work["addr_key"] = normalise_addresses(work["address"])["key"].to_numpy()
+            addr = normalise_addresses(pc.utf8_trim_whitespace(table.column(place.address)))
+            extra["addr_key"] = addr.column("key")
+            extra["place_reason"] = pc.if_else(pc.is_null(addr.column("norm")), "address-missing", None)
+            extra["place_detail"] = pa.nulls(n, pa.string())
+            for fname, part in (("unit_no", "unit"), ("room", "room")):
+                if fname in entity.field_map and fname not in spec.columns:
+                    extra[fname] = addr.column(part)
+        if spec.entity == "buildings" and "address" in spec.columns:
+            extra["addr_key"] = normalise_addresses(pc.utf8_trim_whitespace(table.column(spec.columns["address"]))).column("key")
+        for f in entity.fields:
+            if f.type == "multi" and f.name in spec.columns:
+                extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab)
         self.progress(spec.name, "place")
-        self.db.register("work_src", work)
+        sql, params = self._stage_sql(spec, entity, extra)
+        self.db.register("raw_src", table.frame)
+        self.db.register("extra_src", pa.table({k: _arrow(v) for k, v in extra.items()}))
         try:
-            self.db.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {self._stage_sql(spec, entity, work)}")
+            self.db.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {sql}", params)
         finally:
-            self.db.unregister("work_src")
+            self.db.unregister("raw_src")
+            self.db.unregister("extra_src")
         self._place(spec, entity)
         self._judge(spec, entity)
         self.progress(spec.name, "load")
-        self._quarantine(spec, raw, table.geometry, rep)
+        self._quarantine(spec, table, rep)
         cols = entity_columns(entity)
         hashed = [c for c, _ in cols if c not in ("id", "source", "source_id", "row_hash", "ingest_run", "geom_3857")]
         select = []
@@ -229,41 +239,47 @@ class Ingest:
                         + " FROM judged WHERE reason IS NULL")
         rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
-        rep.repaired = int(self.db.query(
-            "SELECT count(*) FROM judged WHERE reason IS NULL AND list_contains(?, row_no)",
-            [list(map(int, np.flatnonzero(repaired) + 1))])[0][0]) if repaired.any() else 0
+        if repaired.any():
+            self.db.register("repaired_src", pa.table({"row_no": np.flatnonzero(repaired) + 1}))
+            rep.repaired = int(self.db.query("SELECT count(*) FROM judged JOIN repaired_src USING (row_no) "
+                                             "WHERE reason IS NULL")[0][0])
+            self.db.unregister("repaired_src")
+        self._drop("judged", "incoming", "changes")
         return rep
 
-    def _work_frame(self, spec: Source, entity: Entity, raw: pd.DataFrame) -> pd.DataFrame:
-        """Canonical columns as text, plus row numbers, ids and provenance."""
-        n = len(raw)
-        ids = raw[spec.id_columns].astype(str).apply(lambda c: c.str.strip())
-        sid = ids.iloc[:, 0] if len(spec.id_columns) == 1 else ids.agg("|".join, axis=1)
-        empty = (ids == "").any(axis=1)
-        work = pd.DataFrame({"row_no": np.arange(1, n + 1, dtype=np.int64),
-                             "source_id": sid.where(~empty, None).to_numpy(dtype=object)})
-        work["source"] = spec.name
-        work["ingest_run"] = self.run_id
-        for fname, col in spec.columns.items():
-            work[fname] = raw[col].astype(str).str.strip().to_numpy(dtype=object)
-        for fname, value in spec.constants.items():
-            work[fname] = value
-        for f in entity.fields:
-            if f.type == "multi" and f.name in work:
-                codes, bad = _multi(work[f.name], f.vocab)
-                work[f.name], work[f"{f.name}__bad"] = codes, bad
-        return work
+    def _drop(self, *tables: str) -> None:
+        for t in tables:
+            self.db.execute(f"DROP TABLE IF EXISTS {q(t)}")
 
-    def _stage_sql(self, spec: Source, entity: Entity, work: pd.DataFrame) -> str:
-        """Typed canonical fields from the work frame; raw text kept beside each parsed value."""
-        select = ["w.row_no", "w.source_id", "w.source", "w.ingest_run"]
+    def _stage_sql(self, spec: Source, entity: Entity, extra: dict) -> tuple[str, list]:
+        """SQL typing the canonical fields of raw_src ⨝ extra_src; raw text kept beside each parsed value."""
+        params: list = []
+        ids = [f"trim(r.{q(c)})" for c in spec.id_columns]
+        inner = ["x.row_no",
+                 f"CASE WHEN {' OR '.join(f'{i} = {chr(39) * 2}' for i in ids)} THEN NULL "
+                 f"ELSE concat_ws('|', {', '.join(ids)}) END AS source_id"]
+        for f in entity.fields:
+            if f.name in extra:
+                inner.append(f"CAST(x.{q(f.name)} AS VARCHAR) AS {q(f.name)}")
+                if f.type == "multi":
+                    inner.append(f"CAST(x.{q(f.name + '__bad')} AS VARCHAR) AS {q(f.name + '__bad')}")
+            elif f.name in spec.columns:
+                inner.append(f"NULLIF(trim(r.{q(spec.columns[f.name])}), '') AS {q(f.name)}")
+            elif f.name in spec.constants:
+                inner.append(f"CAST(? AS VARCHAR) AS {q(f.name)}")
+                params.append(spec.constants[f.name])
+            else:
+                inner.append(f"CAST(NULL AS VARCHAR) AS {q(f.name)}")
+        for name in ("lon", "lat", "addr_key", "place_reason", "place_detail"):
+            if name in extra and name not in entity.field_map:  # all-None columns arrive untyped: cast
+                inner.append(f"CAST(x.{name} AS {'DOUBLE' if name in ('lon', 'lat') else 'VARCHAR'}) AS {name}")
+        if "geom_wkb" in extra:
+            inner.append("ST_GeomFromWKB(x.geom_wkb) AS geom")
+        outer = ["t.row_no", "t.source_id", "CAST(? AS VARCHAR) AS source", "CAST(? AS VARCHAR) AS ingest_run"]
+        params += [spec.name, self.run_id]
         joins = []
         for i, f in enumerate(entity.fields):
-            col = f"w.{q(f.name)}"
-            if f.name not in work:
-                select += [f"CAST(NULL AS {f.sql_type}) AS {q(f.name)}", f"CAST(NULL AS VARCHAR) AS {q(f.name + '__raw')}"]
-                continue
-            raw = f"NULLIF(CAST({col} AS VARCHAR), '')"
+            raw = f"t.{q(f.name)}"
             if f.type in ("category", "bool"):
                 joins.append(f"LEFT JOIN vocab v{i} ON v{i}.vocab = '{f.vocab}' AND v{i}.label = lower({raw})")
                 expr = f"v{i}.code" if f.type == "category" else f"CAST(v{i}.code AS BOOLEAN)"
@@ -277,15 +293,14 @@ class Ingest:
                     expr = f"CAST({expr} AS DATE)"
             else:
                 expr = raw
-            select += [f"{expr} AS {q(f.name)}", f"{raw} AS {q(f.name + '__raw')}"]
+            outer += [f"{expr} AS {q(f.name)}", f"{raw} AS {q(f.name + '__raw')}"]
             if f.type == "multi":
-                select.append(f"CAST(w.{q(f.name + '__bad')} AS VARCHAR) AS {q(f.name + '__bad')}")
-        for extra in ("lon", "lat", "addr_key", "place_reason", "place_detail"):
-            if extra in work and extra not in entity.field_map:  # all-None columns arrive untyped: cast
-                select.append(f"CAST(w.{extra} AS {'DOUBLE' if extra in ('lon', 'lat') else 'VARCHAR'}) AS {extra}")
-        if "geom_wkb" in work:
-            select.append("ST_GeomFromWKB(w.geom_wkb) AS geom")
-        return f"SELECT {', '.join(select)} FROM work_src w {' '.join(joins)}"
+                outer.append(f"t.{q(f.name + '__bad')}")
+        outer += [f"t.{name}" for name in ("lon", "lat", "addr_key", "place_reason", "place_detail", "geom")
+                  if (name in extra and name not in entity.field_map) or (name == "geom" and "geom_wkb" in extra)]
+        sql = (f"WITH t AS (SELECT {', '.join(inner)} FROM raw_src r POSITIONAL JOIN extra_src x) "
+               f"SELECT {', '.join(outer)} FROM t {' '.join(joins)}")
+        return sql, params
 
     def _place(self, spec: Source, entity: Entity) -> None:
         """Add building / grid → district codes and geometry to `stage`, as table `placed`."""
@@ -368,13 +383,13 @@ class Ingest:
                                "'outside every grid at ' || round(lon, 6) || ',' || round(lat, 6)"))
         reason = "CASE " + " ".join(f"WHEN {c} THEN {r if r == 'place_reason' else repr(r)}" for c, r, _ in checks) + " END"
         detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
-        self.db.execute(f"""CREATE OR REPLACE TEMP TABLE ranked AS SELECT *,
-            row_number() OVER (PARTITION BY source_id ORDER BY row_no) AS dup_rank,
-            min(row_no) OVER (PARTITION BY source_id) AS first_row FROM placed""")
-        self.db.execute(f"CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {reason} AS reason, {detail} AS detail FROM ranked")
+        self.db.execute(f"""CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {reason} AS reason, {detail} AS detail
+            FROM (SELECT *, row_number() OVER (PARTITION BY source_id ORDER BY row_no) AS dup_rank,
+                         min(row_no) OVER (PARTITION BY source_id) AS first_row FROM placed)""")
+        self._drop("stage", "placed", "grid_of")
 
     # -- shared steps -------------------------------------------------------------------------------------
-    def _quarantine(self, spec, raw: pd.DataFrame, geoms, rep: SourceReport) -> None:
+    def _quarantine(self, spec, table, rep: SourceReport) -> None:
         """Keep every rejected row with its source, raw record and reason (upserted: re-runs add nothing)."""
         bad = self.db.frame("SELECT row_no, source_id, reason, detail FROM judged WHERE reason IS NOT NULL ORDER BY row_no")
         rep.quarantined = len(bad)
@@ -382,9 +397,9 @@ class Ingest:
         if bad.empty:
             return
         idx = bad["row_no"].to_numpy() - 1
-        records = raw.iloc[idx].to_dict("records")
-        if geoms is not None:
-            wkt = shapely.to_wkt(np.asarray(geoms, dtype=object)[idx], rounding_precision=7)
+        records = table.frame.take(idx).to_pylist()
+        if table.geometry is not None:
+            wkt = shapely.to_wkt(np.asarray(table.geometry, dtype=object)[idx], rounding_precision=7)
             for r, g in zip(records, wkt):
                 r["geometry"] = None if g is None else g[:20000]
         bad["raw"] = [json.dumps(r, ensure_ascii=False) for r in records]
@@ -420,8 +435,8 @@ class Ingest:
         path = self.manifest.resolve(spec.path)
         self.progress(spec.name, "read")
         table = read_table(spec, path)
-        raw = table.frame
-        rep = SourceReport(spec.name, "admin_units", str(path), read=len(raw))
+        n = table.frame.num_rows
+        rep = SourceReport(spec.name, "admin_units", str(path), read=n)
         self.progress(spec.name, "prepare")
         crs = self._crs(spec.name, spec.crs, table.crs)
         geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, "polygon")
@@ -430,40 +445,46 @@ class Ingest:
         geod = Geod(ellps="WGS84")
         area = [abs(geod.geometry_area_perimeter(g)[0]) if g is not None and r is None else None
                 for g, r in zip(geoms, reason)]
-        code = raw[spec.id].astype(str).str.strip()
-        work = pd.DataFrame({
-            "row_no": np.arange(1, len(raw) + 1, dtype=np.int64),
-            "code": code.where(code != "", None).to_numpy(dtype=object),
-            "name": raw[spec.columns["name"]].astype(str).str.strip().to_numpy(dtype=object) if "name" in spec.columns else None,
-            "parent_code": (raw[spec.columns["parent_code"]].astype(str).str.strip().replace("", None).to_numpy(dtype=object)
-                            if "parent_code" in spec.columns else None),
-            "geom_wkb": shapely.to_wkb(geoms), "area_m2": area, "place_reason": reason, "place_detail": detail,
-        })
-        work["source"], work["level"], work["run"] = spec.name, spec.level, self.run_id
+        extra = pa.table({"row_no": np.arange(1, n + 1, dtype=np.int64),
+                          "geom_wkb": pa.array(shapely.to_wkb(geoms), type=pa.binary()),
+                          "area_m2": pa.array(area, type=pa.float64()), "place_reason": _arrow(reason),
+                          "place_detail": _arrow(detail)})
         level = LEVELS.index(spec.level)
         parent_level = LEVELS[level - 1] if level else None
+
+        def col(key):
+            return f"NULLIF(trim(r.{q(spec.columns[key])}), '')" if key in spec.columns else "CAST(NULL AS VARCHAR)"
+
+        own = [f"w.code AS {c}" if c == f"{spec.level}_code" else
+               (f"p.{c}" if LEVELS.index(c[:-5]) < level else f"CAST(NULL AS VARCHAR) AS {c}") for c in PLACEMENT]
         self.progress(spec.name, "place")
-        self.db.register("work_src", work)
+        self.db.register("raw_src", table.frame)
+        self.db.register("extra_src", extra)
         try:
-            own = [f"w.code AS {c}" if c == f"{spec.level}_code" else (f"p.{c}" if LEVELS.index(c[:-5]) < level else
-                                                                     f"CAST(NULL AS VARCHAR) AS {c}")
-                   for c in PLACEMENT]
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE judged AS SELECT *,
                 CASE WHEN code IS NULL THEN 'id-missing' WHEN dup_rank > 1 THEN 'duplicate-id'
-                     WHEN place_reason IS NOT NULL THEN CAST(place_reason AS VARCHAR)
+                     WHEN place_reason IS NOT NULL THEN place_reason
                      WHEN {'parent_ok IS NULL' if parent_level else 'FALSE'} THEN 'parent-unknown' END AS reason,
                 CASE WHEN code IS NULL THEN 'code empty'
                      WHEN dup_rank > 1 THEN 'code ' || code || ' already on row ' || CAST(first_row AS VARCHAR)
-                     WHEN place_reason IS NOT NULL THEN CAST(place_detail AS VARCHAR)
+                     WHEN place_reason IS NOT NULL THEN place_detail
                      ELSE 'no {parent_level} ' || coalesce(parent_code, '(empty)') END AS detail
-                FROM (SELECT w.*, w.code AS source_id, {', '.join(own)}, p.code AS parent_ok, ST_GeomFromWKB(w.geom_wkb) AS geom,
+                FROM (SELECT w.*, w.code AS source_id, {', '.join(own)}, p.code AS parent_ok,
                         row_number() OVER (PARTITION BY w.code ORDER BY w.row_no) AS dup_rank,
                         min(w.row_no) OVER (PARTITION BY w.code) AS first_row
-                      FROM work_src w LEFT JOIN admin_units p ON p.level = '{parent_level}' AND p.code = w.parent_code)""")
+                      FROM (SELECT x.row_no, NULLIF(trim(r.{q(spec.id)}), '') AS code, {col('name')} AS name,
+                                   {col('parent_code')} AS parent_code, ST_GeomFromWKB(x.geom_wkb) AS geom,
+                                   x.area_m2, CAST(x.place_reason AS VARCHAR) AS place_reason,
+                                   CAST(x.place_detail AS VARCHAR) AS place_detail, ? AS source, ? AS level,
+                                   ? AS run
+                            FROM raw_src r POSITIONAL JOIN extra_src x) w
+                      LEFT JOIN admin_units p ON p.level = ? AND p.code = w.parent_code)""",
+                            [spec.name, spec.level, self.run_id, parent_level])
         finally:
-            self.db.unregister("work_src")
+            self.db.unregister("raw_src")
+            self.db.unregister("extra_src")
         self.progress(spec.name, "load")
-        self._quarantine(spec, raw, table.geometry, rep)
+        self._quarantine(spec, table, rep)
         self.db.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT code, name, level, parent_code,
             {', '.join(PLACEMENT)}, source,
             CAST(hash(code, name, level, parent_code, ST_AsWKB(geom)) AS VARCHAR) AS row_hash, run AS ingest_run,
@@ -472,6 +493,7 @@ class Ingest:
         rep.inserted, rep.updated, rep.unchanged = self._upsert("admin_units", "code")
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
         rep.repaired = int(sum(1 for r, fixed in zip(reason, repaired) if fixed and r is None))
+        self._drop("judged", "incoming", "changes")
         return rep
 
     # -- rasters and bookkeeping --------------------------------------------------------------------------
@@ -505,21 +527,27 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
-def _multi(values: pd.Series, vocab: str) -> tuple[np.ndarray, np.ndarray]:
+def _multi(values: pa.Array, vocab: str) -> tuple[pa.Array, pa.Array]:
     """Split ';'/'、'-separated labels into ';'-joined codes; the unknown labels go to the second array."""
     lookup = {label.lower(): code for code, labels in VOCABS[vocab].items() for label in (code, *labels)}
-    uniq = {}
-    for v in pd.unique(values):
-        if v is None or v == "":
-            uniq[v] = (None, None)
-            continue
-        parts = [p.strip() for p in str(v).replace("；", ";").replace("、", ";").replace(",", ";").replace("，", ";").split(";")
-                 if p.strip()]
-        codes = [lookup.get(p.lower()) for p in parts]
-        bad = [p for p, c in zip(parts, codes) if c is None]
-        uniq[v] = (";".join(sorted(set(c for c in codes if c))) or None, ";".join(bad) or None)
-    pairs = values.map(uniq)
-    return (np.array([p[0] for p in pairs], dtype=object), np.array([p[1] for p in pairs], dtype=object))
+    enc = pc.dictionary_encode(values)
+    codes, bad = [], []
+    for v in enc.dictionary.to_pylist():
+        parts = [p.strip() for p in re.split(r"[;；、,，]", v or "") if p.strip()]
+        found = [lookup.get(p.lower()) for p in parts]
+        codes.append(";".join(sorted({c for c in found if c})) or None)
+        bad.append(";".join(p for p, c in zip(parts, found) if c is None) or None)
+    return (pa.array(codes, type=pa.string()).take(enc.indices), pa.array(bad, type=pa.string()).take(enc.indices))
+
+
+def _arrow(values) -> pa.Array:
+    """A column for an Arrow table: numpy object arrays of str/None become string arrays."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        return pa.array(arr.tolist(), type=pa.string())
+    return pa.array(arr)
 
 
 def ingest(db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None) -> RunReport:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from brain.errors import SourceError
 from brain.ingest.manifest import FileSpec
@@ -14,11 +16,19 @@ from brain.ingest.manifest import FileSpec
 
 @dataclass
 class Table:
-    """What a file holds: attribute columns as text, and geometries with their CRS for geo formats."""
+    """What a file holds: attribute columns as Arrow text, and geometries with their CRS for geo formats."""
 
-    frame: pd.DataFrame
+    frame: pa.Table
     geometry: np.ndarray | None = None
     crs: str | None = None
+
+    def column(self, name: str) -> pa.Array:
+        """One column as a single Arrow string array."""
+        return self.frame.column(name).combine_chunks()
+
+
+def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.table({c: pa.array(_as_text(frame[c]).tolist(), type=pa.string()) for c in frame.columns})
 
 
 def _as_text(col: pd.Series) -> pd.Series:
@@ -82,24 +92,37 @@ def read_table(spec: FileSpec, path: Path) -> Table:
     _check_file(spec, path)
     try:
         if spec.format == "csv":
-            frame = pd.read_csv(path, **_csv_kwargs(spec))
-            return Table(frame.astype(object))
+            # Arrow's multi-threaded reader, every column as text; other encodings are transcoded by it.
+            header, _ = read_header(spec, path)
+            kw = _csv_kwargs(spec)
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(encoding=spec.encoding, use_threads=True),
+                parse_options=pacsv.ParseOptions(delimiter=kw["sep"]),
+                convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            if table.num_columns and table.column_names[0].startswith("\ufeff"):  # a BOM under a utf-8 label
+                table = table.rename_columns([table.column_names[0][1:], *table.column_names[1:]])
+            return Table(table)
         if spec.format == "excel":
             frame = pd.read_excel(path, sheet_name=spec.layer or 0, dtype=object, engine="calamine")
             frame.columns = [str(c) for c in frame.columns]
-            return Table(pd.DataFrame({c: _as_text(frame[c]) for c in frame.columns}))
+            return Table(_frame_to_arrow(frame))
         import pyogrio
 
         meta, _, geom, fields = pyogrio.raw.read(path, layer=spec.layer, encoding=None if spec.encoding == "utf-8"
                                                   else spec.encoding)
         import shapely
 
-        frame = pd.DataFrame({name: _as_text(pd.Series(values)) for name, values in zip(meta["fields"], fields)})
+        frame = pd.DataFrame({name: pd.Series(values) for name, values in zip(meta["fields"], fields)})
         geoms = shapely.from_wkb(geom) if geom is not None else np.full(len(frame), None, dtype=object)
-        return Table(frame, geoms, meta["crs"])
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"cannot decode {path.name} as {spec.encoding}: set `encoding` (e.g. gbk, utf-8-sig)",
-                          spec.name) from exc
+        return Table(_frame_to_arrow(frame), geoms, meta["crs"])
+    except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "decode" in str(exc):
+            raise SourceError(f"cannot decode {path.name} as {spec.encoding}: set `encoding` (e.g. gbk, utf-8-sig)",
+                              spec.name) from exc
+        raise SourceError(f"cannot read {path.name}: {str(exc).splitlines()[0]}", spec.name) from exc
     except SourceError:
         raise
     except Exception as exc:  # pandas, calamine and GDAL each raise their own classes
