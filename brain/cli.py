@@ -19,7 +19,7 @@ app = typer.Typer(
          "Typical first run:\n\n"
          "  brain sample --scale small --out /tmp/x\n\n"
          "  brain ingest /tmp/x/manifest.yaml --db duckdb:////tmp/x/brain.duckdb --report-json /tmp/x/report.json",
-    no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Create and inspect the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -591,7 +591,7 @@ class SampleWriter:
             self.planted.add("device_readings", "value-invalid", len(badv))
             # Readings of stations that were themselves rejected point at no loaded device.
             rejected = df["device_code"].to_numpy()[np.concatenate([miss, unk])]
-            orphaned = rd["device_code"].isin(rejected).to_numpy()
+            orphaned = rd["device_code"].isin(rejected).to_numpy().copy()
             orphaned[badv] = False  # value-invalid is checked first
             self.planted.add("device_readings", "reference-unknown", int(orphaned.sum()))
         orphan = pd.DataFrame({"device_code": ["D999999"] * 3,
@@ -699,7 +699,7 @@ def _matchable(addresses: pd.Series, bld: pd.DataFrame) -> int:
     from brain.ingest.address import normalise_addresses
 
     keys = set(f"{r}{n}号{b}栋" for r, n, b in zip(bld["road"], bld["no"], bld["b"]))
-    return int(normalise_addresses(addresses)["key"].isin(keys).sum())
+    return sum(k in keys for k in normalise_addresses(addresses).column("key").to_pylist())
 
 
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet: str) -> None:

@@ -199,8 +199,9 @@ class Ingest:
         elif place and place.address:
             addr = normalise_addresses(pc.utf8_trim_whitespace(table.column(place.address)))
             extra["addr_key"] = addr.column("key")
-            extra["place_reason"] = pc.if_else(pc.is_null(addr.column("norm")), "address-missing", None)
-            extra["place_detail"] = pa.nulls(n, pa.string())
+            blank = pc.is_null(addr.column("norm"))
+            extra["place_reason"] = pc.if_else(blank, "address-missing", None)
+            extra["place_detail"] = pc.if_else(blank, f"{place.address} is empty", None)
             for fname, part in (("unit_no", "unit"), ("room", "room")):
                 if fname in entity.field_map and fname not in spec.columns:
                     extra[fname] = addr.column(part)
