@@ -296,7 +296,8 @@ class Ingest:
                 expr = raw
             outer += [f"{expr} AS {q(f.name)}", f"{raw} AS {q(f.name + '__raw')}"]
             if f.type == "multi":
-                outer.append(f"t.{q(f.name + '__bad')}")
+                outer.append(f"t.{q(f.name + '__bad')}" if f.name in extra else
+                             f"CAST(NULL AS VARCHAR) AS {q(f.name + '__bad')}")
         outer += [f"t.{name}" for name in ("lon", "lat", "addr_key", "place_reason", "place_detail", "geom")
                   if (name in extra and name not in entity.field_map) or (name == "geom" and "geom_wkb" in extra)]
         sql = (f"WITH t AS (SELECT {', '.join(inner)} FROM raw_src r POSITIONAL JOIN extra_src x) "

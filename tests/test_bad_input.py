@@ -1,0 +1,132 @@
+"""Sources that cannot be read stop the run with a one-line error, a non-zero exit and nothing half-written."""
+
+import shutil
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+@pytest.fixture
+def delivery(sample_dir, tmp_path):
+    """A copy of the sample and a database that already holds one ingest of it."""
+    d = tmp_path / "delivery"
+    shutil.copytree(sample_dir, d)
+    url = f"duckdb:///{tmp_path / 'b.duckdb'}"
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+    return d, url
+
+
+def _edit(d, fn):
+    path = d / "manifest.yaml"
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    fn(manifest)
+    path.write_text(yaml.safe_dump(manifest, allow_unicode=True), encoding="utf-8")
+
+
+def _source(manifest, name):
+    return next(s for s in manifest["sources"] if s["name"] == name)
+
+
+def _state(url):
+    import brain
+
+    db = brain.connect(url, read_only=True)
+    try:
+        tables = ["admin_units", "buildings", "people", "organisations", "events", "party_members", "devices",
+                  "device_readings", "quarantine", "ingest_runs", "meta"]
+        return {t: db.query(f"SELECT count(*), sum(hash(COLUMNS(*)::VARCHAR)) FROM {t}")[0] for t in tables}
+    finally:
+        db.close()
+
+
+def _fails(d, url, *needles):
+    before = _state(url)
+    proc = run_cli("ingest", d / "manifest.yaml", "--db", url, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    # Progress bars may stand above it; the error itself is the one last line.
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and proc.stderr.strip().endswith(lines[0]), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert _state(url) == before, "a failed run must leave the database as it was"
+    return lines[0]
+
+
+def test_missing_file(delivery):
+    d, url = delivery
+    (d / "events.csv").unlink()
+    _fails(d, url, "source 'events'", "does not exist", "path")
+
+
+def test_missing_mapped_column(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "enterprises")["columns"].update(industry="所属行业"))
+    _fails(d, url, "source 'enterprises'", "所属行业", "not in the file")
+
+
+def test_missing_coordinate_column(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "events")["place"].update(x="lon_bd"))
+    _fails(d, url, "source 'events'", "lon_bd")
+
+
+def test_unknown_crs(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "devices")["place"].update(crs="EPSG:99999"))
+    _fails(d, url, "source 'devices'", "unknown CRS", "EPSG")
+
+
+def test_wrong_encoding(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "people_gbk").update(encoding="utf-8"))
+    _fails(d, url, "source 'people_gbk'", "encoding")
+
+
+def test_file_that_breaks_only_after_its_header_rolls_back_the_whole_run(delivery):
+    # The header reads fine, so pre-flight passes; the run fails half-way, after earlier sources were loaded.
+    d, url = delivery
+    rows = "\n".join(f"D{i:06d},ok" for i in range(200_000))
+    (d / "device_readings.csv").write_bytes(b"device_code,note\n" + rows.encode() + "\n坏,行\n".encode("gbk"))
+    _edit(d, lambda m: _source(m, "device_readings").update(
+        id="device_code", columns={"device_ref": "device_code", "metric": "note"}))
+    _fails(d, url, "source 'device_readings'", "encoding")
+
+
+def test_geometry_file_without_crs_needs_one_declared(delivery):
+    import geopandas as gpd
+
+    d, url = delivery
+    shp = d / "shp" / "buildings.shp"
+    shp.parent.mkdir()
+    gdf = gpd.read_file(d / "buildings.geojson", engine="pyogrio").head(20).set_crs(None, allow_override=True)
+    gdf.to_file(shp, engine="pyogrio", encoding="utf-8")
+    assert not shp.with_suffix(".prj").exists()
+    _edit(d, lambda m: _source(m, "buildings").update(path="shp/buildings.shp"))
+    _fails(d, url, "source 'buildings'", "no CRS", "place.crs")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: _source(m, "events").update(entity="incidents"), "unknown entity 'incidents'"),
+    (lambda m: _source(m, "events").update(colums={}), "colums"),
+    (lambda m: _source(m, "events")["columns"].update(severity="级别"), "severity"),
+    (lambda m: _source(m, "events").pop("place"), "must be placed"),
+    (lambda m: _source(m, "events").update(place={"geometry": True}), "needs a geometry file"),
+    (lambda m: m["sources"].append(dict(_source(m, "events"))), "unique"),
+])
+def test_malformed_manifest(delivery, edit, needle):
+    d, url = delivery
+    _edit(d, edit)
+    _fails(d, url, "manifest.yaml", needle)
+
+
+def test_manifest_that_does_not_exist(tmp_path):
+    proc = run_cli("ingest", tmp_path / "nope.yaml", "--db", f"duckdb:///{tmp_path / 'x.duckdb'}", check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_unknown_database_url(sample_dir):
+    proc = run_cli("ingest", sample_dir / "manifest.yaml", "--db", "mysql://x", check=False)
+    assert proc.returncode == 2 and "duckdb:///" in proc.stderr
