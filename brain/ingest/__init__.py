@@ -1,0 +1,1 @@
+"""Ingest: department files onto the canonical model (see brain.ingest.pipeline)."""

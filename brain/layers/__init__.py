@@ -1,0 +1,1 @@
+"""The layer catalog (issue: tile and metric service)."""

@@ -1,0 +1,1 @@
+"""The tile service (issue: tile and metric service)."""
