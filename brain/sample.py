@@ -681,9 +681,12 @@ class SampleWriter:
     def write(self) -> Path:
         """Generate every file and return the manifest's path."""
         self.out.mkdir(parents=True, exist_ok=True)
-        for step in (self.admin_units, self.buildings, self.people, self.organisations, self.party_members,
-                     self.events, self.devices, self.rasters):
-            self.progress(step.__doc__.split(":")[0].split(",")[0])
+        steps = [("admin units 行政区划", self.admin_units), ("buildings 房屋", self.buildings),
+                 ("people registers 人口", self.people), ("organisations 组织", self.organisations),
+                 ("party members 党员", self.party_members), ("events 事件", self.events),
+                 ("devices and readings 设备", self.devices), ("rainfall forecast and DEM 栅格", self.rasters)]
+        for i, (label, step) in enumerate(steps, 1):
+            self.progress(f"[{i}/{len(steps)}] {label}")
             step()
         path = self.out / "manifest.yaml"
         header = ("# brain ingest manifest, written by `brain sample`; see README.md#manifest for the format.\n")

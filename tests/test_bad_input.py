@@ -61,28 +61,16 @@ def test_missing_file(delivery):
     _fails(d, url, "source 'events'", "does not exist", "path")
 
 
-def test_missing_mapped_column(delivery):
+@pytest.mark.parametrize("source,edit,needles", [
+    ("enterprises", lambda s: s["columns"].update(industry="所属行业"), ["所属行业", "not in the file"]),
+    ("events", lambda s: s["place"].update(x="lon_bd"), ["lon_bd", "not in the file"]),
+    ("devices", lambda s: s["place"].update(crs="EPSG:99999"), ["unknown CRS", "EPSG"]),
+    ("people_gbk", lambda s: s.update(encoding="utf-8"), ["encoding", "gbk"]),
+], ids=["missing-mapped-column", "missing-coordinate-column", "unknown-crs", "wrong-encoding"])
+def test_unreadable_source(delivery, source, edit, needles):
     d, url = delivery
-    _edit(d, lambda m: _source(m, "enterprises")["columns"].update(industry="所属行业"))
-    _fails(d, url, "source 'enterprises'", "所属行业", "not in the file")
-
-
-def test_missing_coordinate_column(delivery):
-    d, url = delivery
-    _edit(d, lambda m: _source(m, "events")["place"].update(x="lon_bd"))
-    _fails(d, url, "source 'events'", "lon_bd")
-
-
-def test_unknown_crs(delivery):
-    d, url = delivery
-    _edit(d, lambda m: _source(m, "devices")["place"].update(crs="EPSG:99999"))
-    _fails(d, url, "source 'devices'", "unknown CRS", "EPSG")
-
-
-def test_wrong_encoding(delivery):
-    d, url = delivery
-    _edit(d, lambda m: _source(m, "people_gbk").update(encoding="utf-8"))
-    _fails(d, url, "source 'people_gbk'", "encoding")
+    _edit(d, lambda m: edit(_source(m, source)))
+    _fails(d, url, f"source '{source}'", *needles)
 
 
 def test_file_that_breaks_only_after_its_header_rolls_back_the_whole_run(delivery):

@@ -20,14 +20,28 @@ def test_every_source_reconciles(ingested):
         assert s["reconciles"] is True
 
 
-def test_planted_dirt_is_quarantined_with_its_reason(ingested, sample_dir):
-    _, report = ingested
+def assert_planted_dirt_quarantined(sample_dir, report):
+    """The report quarantines exactly the dirt the generator planted, with the right reasons."""
     planted = json.loads((sample_dir / "planted.json").read_text(encoding="utf-8"))["planted"]
     assert sum(len(v) for v in planted.values()) > 20
     for s in report["sources"]:
         want = planted.get(s["name"], {})
         assert s["reasons"] == {k: v for k, v in want.items() if not k.startswith("repaired:")}, s["name"]
         assert s["repaired"] == want.get("repaired:geometry", 0), s["name"]
+
+
+def test_planted_dirt_is_quarantined_with_its_reason(ingested, sample_dir):
+    assert_planted_dirt_quarantined(sample_dir, ingested[1])
+
+
+def test_planted_dirt_is_quarantined_at_medium_scale(tmp_path):
+    run_cli("sample", "--scale", "medium", "--out", tmp_path / "m")
+    run_cli("ingest", tmp_path / "m" / "manifest.yaml", "--db", f"duckdb:///{tmp_path / 'm.duckdb'}",
+            "--report-json", tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert sum(s["loaded"] for s in report["sources"] if s["entity"] == "people") > 90_000
+    assert all(s["read"] == s["loaded"] + s["quarantined"] for s in report["sources"])
+    assert_planted_dirt_quarantined(tmp_path / "m", report)
 
 
 def test_quarantine_keeps_source_raw_record_and_reason(ingested, db_of):
