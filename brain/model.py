@@ -121,7 +121,7 @@ class Entity:
     geometry: str  # point | polygon | none
     fields: tuple[Field, ...]
     doc: str = ""
-    placed_by_address: bool = False
+    placed_via: str | None = None  # placed through a referenced entity's row, not by its own location
     field_map: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -161,7 +161,7 @@ ENTITIES: dict[str, Entity] = {
             F("room", personal=True, doc="室/房号"),
             F("building_id", doc="buildings.id matched from the address"),
             F("special_groups", "multi", "special_group", doc="';'-joined codes"),
-        ), placed_by_address=True,
+        ),
             doc="Population register; placed at its building (geometry = the building's point on surface)."),
         Entity("organisations", "组织", "point", (
             F("name", required=True),
@@ -195,14 +195,14 @@ ENTITIES: dict[str, Entity] = {
             F("linked_count", "int"),
             F("address", required=True, personal=True),
             F("building_id"),
-        ), placed_by_address=True, doc="Party members, placed at the building of their address."),
+        ), doc="Party members, placed at the building of their address."),
         Entity("devices", "设备", "point", (
             F("name"),
             F("kind", "category", "device_kind", required=True),
             F("status", "category", "device_status"),
             F("installed_at", "date"),
         ), doc="Video points, air and water monitoring stations."),
-        Entity("device_readings", "监测读数", "none", (
+        Entity("device_readings", "监测读数", "point", (
             F("device_ref", required=True, doc="the device's id in its own register"),
             F("device_id", doc="devices.id resolved from device_ref"),
             F("ts", "timestamp", required=True),
@@ -210,7 +210,7 @@ ENTITIES: dict[str, Entity] = {
             F("value", "float", required=True),
             F("unit"),
             F("alarm", "bool", "yes_no"),
-        ), doc="Sensor readings; placed through their device (codes copied from it)."),
+        ), placed_via="devices", doc="Sensor readings; placed at their device (codes and point copied from it)."),
     )
 }
 

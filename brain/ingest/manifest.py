@@ -97,10 +97,10 @@ class Source(FileSpec):
         unknown = (set(self.columns) | set(self.constants)) - set(entity.field_map)
         if unknown:
             raise ValueError(f"{self.entity} has no field {sorted(unknown)}; fields: {', '.join(entity.field_map)}")
-        if entity.placed and self.place is None:
+        if entity.placed_via and self.place is not None:
+            raise ValueError(f"{self.entity} rows are placed at their {entity.placed_via} row; remove place")
+        if entity.placed and not entity.placed_via and self.place is None:
             raise ValueError(f"{self.entity} rows must be placed: add place: (geometry | x/y/crs | address)")
-        if not entity.placed and self.place is not None:
-            raise ValueError(f"{self.entity} rows are placed through their references; remove place")
         if self.place and self.place.geometry and not self.is_geo:
             raise ValueError(f"place: geometry needs a geometry file, not {self.format}")
         return self

@@ -312,7 +312,8 @@ class Ingest:
             field_, table, match, ours, _ = LINKS[spec.entity][0]
             ref = (f"(SELECT * FROM {q(table)} QUALIFY row_number() OVER (PARTITION BY {q(match)} ORDER BY id) = 1)")
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
-                SELECT s.* EXCLUDE ({q(field_)}), r.id AS {q(field_)}, {', '.join(f'r.{c}' for c in PLACEMENT)}
+                SELECT s.* EXCLUDE ({q(field_)}), r.id AS {q(field_)}, {', '.join(f'r.{c}' for c in PLACEMENT)},
+                       r.lon, r.lat, r.geom
                 FROM stage s LEFT JOIN {ref} r ON r.{q(match)} = s.{q(ours)}""")
             return
         if place.address:
