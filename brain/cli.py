@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create and inspect the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="Users, their roles and the unit each is bound to.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 # Piped output (make, CI, logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -171,6 +173,68 @@ def quarantine(
     console.print(table)
     for s, row_no, r, detail, raw in rows:
         console.print(f"[bold]{s}[/] row {row_no}: [red]{r}[/] — {detail}\n  {raw[:300]}", highlight=False)
+
+
+ROLE_HELP = ("district_analyst (a district, all fields) | street_staff (a street, no personal fields) | "
+             "community_staff (a community, personal fields) | grid_worker (a grid, personal fields) | "
+             "portal (the district, aggregates and non-personal layers only)")
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="The user's name (unique)"),
+    role: str = typer.Option(..., help=ROLE_HELP),
+    unit: str = typer.Option(..., help="Code of the admin unit the user is bound to, of the role's level"),
+    db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
+) -> None:
+    """Create a user and print their API token on the last line (shown once; only its hash is stored)."""
+    from brain.auth import add_user
+    from brain.backend import connect
+
+    try:
+        backend = connect(db)
+        token = add_user(backend, name, role, unit)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    console.print(f"user {name} ({role}, unit {unit}) created; the token below is shown only once:")
+    print(token)
+
+
+@users_app.command("list")
+def users_list(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """List users with their role and unit (never their tokens)."""
+    from brain.auth import list_users
+    from brain.backend import connect
+
+    try:
+        backend = connect(db)
+        rows = list_users(backend)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    table = Table(title="users", title_justify="left")
+    for c in ("name", "role", "unit", "created", "disabled"):
+        table.add_column(c)
+    for name, role, unit, created, disabled in rows:
+        table.add_row(name, role, unit, f"{created:%Y-%m-%d %H:%M}", "yes" if disabled else "")
+    console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(name: str = typer.Argument(...),
+                 db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """Remove a user; their token stops working at once."""
+    from brain.auth import remove_user
+    from brain.backend import connect
+
+    try:
+        backend = connect(db)
+        remove_user(backend, name)
+        backend.close()
+    except BrainError as exc:
+        _fail(exc)
+    console.print(f"user {name} removed")
 
 
 def main() -> None:
