@@ -118,3 +118,27 @@ def test_manifest_that_does_not_exist(tmp_path):
 def test_unknown_database_url(sample_dir):
     proc = run_cli("ingest", sample_dir / "manifest.yaml", "--db", "mysql://x", check=False)
     assert proc.returncode == 2 and "duckdb:///" in proc.stderr
+
+
+def test_malformed_csv_lines_are_quarantined_not_dropped(delivery):
+    d, url = delivery
+    lines = (d / "events.csv").read_text(encoding="utf-8").splitlines()
+    lines.insert(5, lines[5] + ",多出来的一列")  # one column too many
+    lines.insert(9, "E99999999,城市管理")  # far too few
+    (d / "events.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report_path = d / "r.json"
+    run_cli("ingest", d / "manifest.yaml", "--db", url, "--report-json", report_path)
+    import json
+
+    events = next(s for s in json.loads(report_path.read_text(encoding="utf-8"))["sources"] if s["name"] == "events")
+    assert events["reasons"]["row-malformed"] == 2
+    assert events["read"] == len(lines) - 1 == events["loaded"] + events["quarantined"]
+    import brain
+
+    db = brain.connect(url, read_only=True)
+    try:
+        raws = [json.loads(r)["line"] for (r,) in db.query(
+            "SELECT raw FROM quarantine WHERE source = 'events' AND reason = 'row-malformed' ORDER BY raw")]
+    finally:
+        db.close()
+    assert sorted(raws) == sorted([lines[5], lines[9]])

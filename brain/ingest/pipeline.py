@@ -395,16 +395,23 @@ class Ingest:
     def _quarantine(self, spec, table, rep: SourceReport) -> None:
         """Keep every rejected row with its source, raw record and reason (upserted: re-runs add nothing)."""
         bad = self.db.frame("SELECT row_no, source_id, reason, detail FROM judged WHERE reason IS NOT NULL ORDER BY row_no")
-        rep.quarantined = len(bad)
-        rep.reasons = {k: int(v) for k, v in bad["reason"].value_counts().sort_index().items()}
-        if bad.empty:
-            return
         idx = bad["row_no"].to_numpy() - 1
         records = table.frame.take(idx).to_pylist()
         if table.geometry is not None:
             wkt = shapely.to_wkt(np.asarray(table.geometry, dtype=object)[idx], rounding_precision=7)
             for r, g in zip(records, wkt):
                 r["geometry"] = None if g is None else g[:20000]
+        if table.malformed:  # lines the CSV parser could not split into the header's columns
+            rep.read += len(table.malformed)
+            bad = pd.concat([bad, pd.DataFrame({
+                "row_no": [m["line"] for m in table.malformed], "source_id": None, "reason": "row-malformed",
+                "detail": [f"expected {m['expected']} columns, got {m['actual']}" for m in table.malformed]})],
+                ignore_index=True)
+            records += [{"line": m["text"]} for m in table.malformed]
+        rep.quarantined = len(bad)
+        rep.reasons = {k: int(v) for k, v in bad["reason"].value_counts().sort_index().items()}
+        if bad.empty:
+            return
         bad["raw"] = [json.dumps(r, ensure_ascii=False) for r in records]
         bad["raw_hash"] = [hashlib.sha1(f"{r}|{why}".encode()).hexdigest() for r, why in zip(bad["raw"], bad["reason"])]
         bad["source"], bad["entity"], bad["run"] = spec.name, getattr(spec, "entity", "admin_units"), self.run_id

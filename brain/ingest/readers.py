@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ class Table:
     frame: pa.Table
     geometry: np.ndarray | None = None
     crs: str | None = None
+    #: CSV lines that do not parse into the header's columns: kept (quarantined), never dropped.
+    malformed: list[dict] = field(default_factory=list)
 
     def column(self, name: str) -> pa.Array:
         """One column as a single Arrow string array."""
@@ -95,16 +97,23 @@ def read_table(spec: FileSpec, path: Path) -> Table:
             # Arrow's multi-threaded reader, every column as text; other encodings are transcoded by it.
             header, _ = read_header(spec, path)
             kw = _csv_kwargs(spec)
+            malformed: list[dict] = []
+
+            def keep_aside(row) -> str:
+                malformed.append({"line": row.number, "text": row.text, "expected": row.expected_columns,
+                                  "actual": row.actual_columns})
+                return "skip"
+
             table = pacsv.read_csv(
                 path,
                 read_options=pacsv.ReadOptions(encoding=spec.encoding, use_threads=True),
-                parse_options=pacsv.ParseOptions(delimiter=kw["sep"]),
+                parse_options=pacsv.ParseOptions(delimiter=kw["sep"], invalid_row_handler=keep_aside),
                 convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                      strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
             if table.num_columns and table.column_names[0].startswith("\ufeff"):  # a BOM under a utf-8 label
                 table = table.rename_columns([table.column_names[0][1:], *table.column_names[1:]])
-            return Table(table)
+            return Table(table, malformed=malformed)
         if spec.format == "excel":
             frame = pd.read_excel(path, sheet_name=spec.layer or 0, dtype=object, engine="calamine")
             frame.columns = [str(c) for c in frame.columns]
