@@ -154,17 +154,26 @@ def quarantine(
     source: Optional[str] = typer.Option(None, help="Only this source"),
     reason: Optional[str] = typer.Option(None, help="Only this reason, e.g. address-unmatched"),
     limit: int = typer.Option(20, help="How many rows to show"),
+    export: Optional[Path] = typer.Option(None, help="Write the matching rows to this CSV (UTF-8 with BOM, opens in "
+                                                     "Excel); with --source the raw fields become columns, so the "
+                                                     "department gets its own rows back with the reason beside each"),
 ) -> None:
     """Show quarantined rows: source, row, reason, detail and the raw record as delivered."""
     from brain.backend import connect
-    from brain.report import quarantine_rows
+    from brain.report import quarantine_frame, quarantine_rows
 
     try:
         backend = connect(db, read_only=True)
         summary, rows = quarantine_rows(backend, source, reason, limit)
+        frame = quarantine_frame(backend, source, reason) if export else None
         backend.close()
     except BrainError as exc:
         _fail(exc)
+    if export:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(export, index=False, encoding="utf-8-sig")
+        console.print(f"{len(frame):,} quarantined rows written to {export}")
+        return
     table = Table(title="quarantine by source and reason", title_justify="left")
     for c in ("source", "reason", "rows"):
         table.add_column(c)

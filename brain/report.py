@@ -22,15 +22,32 @@ def status(db: Backend) -> dict[str, dict[str, int]]:
 
 def quarantine_rows(db: Backend, source: str | None, reason: str | None, limit: int):
     """(summary by source and reason, the first `limit` matching rows)."""
-    where, params = [], []
-    if source:
-        where.append("source = ?")
-        params.append(source)
-    if reason:
-        where.append("reason = ?")
-        params.append(reason)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, params = _quarantine_where(source, reason)
     summary = db.query(f"SELECT source, reason, count(*) FROM quarantine {clause} GROUP BY ALL ORDER BY ALL", params)
     rows = db.query(f"SELECT source, row_no, reason, detail, raw FROM quarantine {clause} "
                     f"ORDER BY source, row_no LIMIT ?", [*params, limit])
     return summary, rows
+
+
+def quarantine_frame(db: Backend, source: str | None = None, reason: str | None = None):
+    """Quarantined rows as a DataFrame; with one source, its raw fields become columns (a file to send back)."""
+    import json
+
+    import pandas as pd
+
+    clause, params = _quarantine_where(source, reason)
+    frame = db.frame(f"SELECT source, row_no, source_id, reason, detail, raw FROM quarantine {clause} "
+                     f"ORDER BY source, row_no", params)
+    if source and not frame.empty:
+        raw = pd.DataFrame([json.loads(r) for r in frame["raw"]])
+        frame = pd.concat([frame.drop(columns="raw").reset_index(drop=True), raw], axis=1)
+    return frame
+
+
+def _quarantine_where(source: str | None, reason: str | None) -> tuple[str, list]:
+    where, params = [], []
+    for col, value in (("source", source), ("reason", reason)):
+        if value:
+            where.append(f"{col} = ?")
+            params.append(value)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params

@@ -167,3 +167,17 @@ def test_reingest_changes_nothing_and_flow_back_updates(sample_dir, tmp_path, db
     assert len(closed) == 4 and all(s == "closed" and c is not None for _, s, c in closed)
     assert db.query("SELECT count(*) FROM events")[0][0] == before["events"][0] + 2
     assert int(db.query("SELECT value FROM meta WHERE key = 'data_version'")[0][0]) == int(before["version"]) + 1
+
+
+def test_quarantine_exports_a_file_to_send_back(ingested, tmp_path):
+    url, report = ingested
+    out = tmp_path / "back" / "people_gbk.csv"
+    run_cli("quarantine", "--db", url, "--source", "people_gbk", "--export", out)
+    assert out.read_bytes().startswith("\ufeff".encode("utf-8"))  # Excel opens it with the Chinese intact
+    back = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    gbk = next(s for s in report["sources"] if s["name"] == "people_gbk")
+    assert len(back) == gbk["quarantined"]
+    assert {"reason", "detail", "人员编号", "现住址"} <= set(back.columns)
+    assert set(back["reason"]) == set(gbk["reasons"])
+    shown = run_cli("quarantine", "--db", url, "--reason", "address-unmatched", "--limit", "2").stdout
+    assert "address-unmatched" in shown and "no building at" in shown
