@@ -13,7 +13,6 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
 import re
@@ -31,7 +30,7 @@ from brain.ingest.address import normalise_addresses
 from brain.ingest.manifest import AdminSource, Manifest, Source
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import read_header, read_table
-from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, Field, vocab_rows
+from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
 from brain.schema import bump_data_version, entity_columns, init_schema
 
 #: Date and time layouts seen in department files, tried in order after ISO 8601.
@@ -235,7 +234,7 @@ class Ingest:
                 select.append("ST_Transform(geom, 'EPSG:4326', 'EPSG:3857', always_xy := true)")
             else:
                 select.append(f"CAST({q(c)} AS {t})")
-        self.db.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT "
+        self.db.execute("CREATE OR REPLACE TEMP TABLE incoming AS SELECT "
                         + ", ".join(f"{e} AS {q(c)}" for e, (c, _) in zip(select, cols))
                         + " FROM judged WHERE reason IS NULL")
         rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
@@ -310,25 +309,17 @@ class Ingest:
         place = spec.place
         if place is None:  # placed through a reference (device readings → their device)
             field_, table, match, ours, _ = LINKS[spec.entity][0]
-            ref = (f"(SELECT * FROM {q(table)} QUALIFY row_number() OVER (PARTITION BY {q(match)} ORDER BY id) = 1)")
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
                 SELECT s.* EXCLUDE ({q(field_)}), r.id AS {q(field_)}, {', '.join(f'r.{c}' for c in PLACEMENT)},
                        r.lon, r.lat, r.geom
-                FROM stage s LEFT JOIN {ref} r ON r.{q(match)} = s.{q(ours)}""")
+                FROM stage s LEFT JOIN {_first_by(table, match)} r ON r.{q(match)} = s.{q(ours)}""")
             return
         if place.address:
+            # Rows take their building's codes and point; entities that record the building keep its id.
+            keep = "s.* EXCLUDE (building_id), b.id AS building_id" if "building_id" in entity.field_map else "s.*"
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
-                SELECT s.* EXCLUDE (building_id), b.id AS building_id, {', '.join(f'b.{c}' for c in PLACEMENT)},
-                       b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
-                FROM stage s LEFT JOIN (SELECT * FROM buildings WHERE addr_key IS NOT NULL
-                                        QUALIFY row_number() OVER (PARTITION BY addr_key ORDER BY id) = 1) b
-                  ON b.addr_key = s.addr_key""" if "building_id" in entity.field_map else
-                f"""CREATE OR REPLACE TEMP TABLE placed AS
-                SELECT s.*, b.id AS building_ref, {', '.join(f'b.{c}' for c in PLACEMENT)},
-                       b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
-                FROM stage s LEFT JOIN (SELECT * FROM buildings WHERE addr_key IS NOT NULL
-                                        QUALIFY row_number() OVER (PARTITION BY addr_key ORDER BY id) = 1) b
-                  ON b.addr_key = s.addr_key""")
+                SELECT {keep}, {', '.join(f'b.{c}' for c in PLACEMENT)}, b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
+                FROM stage s LEFT JOIN {_first_by('buildings', 'addr_key')} b ON b.addr_key = s.addr_key""")
         else:
             if place.geometry:
                 point = "ST_PointOnSurface(geom)" if entity.geometry == "polygon" else "geom"
@@ -338,7 +329,7 @@ class Ingest:
                 self.db.execute("""CREATE OR REPLACE TEMP TABLE stage AS
                     SELECT s.*, CASE WHEN s.place_reason IS NULL THEN ST_Point(s.lon, s.lat) END AS geom FROM stage s""")
             # One spatial join against the grids; a point on a shared edge goes to the lowest code.
-            self.db.execute(f"""CREATE OR REPLACE TEMP TABLE grid_of AS
+            self.db.execute("""CREATE OR REPLACE TEMP TABLE grid_of AS
                 SELECT s.row_no, min(u.code) AS grid FROM stage s
                 JOIN (SELECT code, geom FROM admin_units WHERE level = 'grid') u
                   ON ST_Intersects(u.geom, ST_Point(s.lon, s.lat))
@@ -347,10 +338,9 @@ class Ingest:
                 SELECT s.*, {codes} FROM stage s LEFT JOIN grid_of USING (row_no)
                 LEFT JOIN admin_units g ON g.level = 'grid' AND g.code = grid_of.grid""")
         for field_, table, match, ours, _ in LINKS.get(spec.entity, []):
-            ref = f"(SELECT * FROM {q(table)} QUALIFY row_number() OVER (PARTITION BY {q(match)} ORDER BY id) = 1)"
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
                 SELECT p.* EXCLUDE ({q(field_)}), r.id AS {q(field_)} FROM placed p
-                LEFT JOIN {ref} r ON r.{q(match)} = p.{q(ours)}""")
+                LEFT JOIN {_first_by(table, match)} r ON r.{q(match)} = p.{q(ours)}""")
 
     def _judge(self, spec: Source, entity: Entity) -> None:
         """Give every row of `placed` its quarantine reason (NULL = loads), first failing check wins."""
@@ -526,6 +516,12 @@ class Ingest:
                             [report.run_id, report.manifest, s.name, s.entity, s.path, report.started_at, now, s.read,
                              s.loaded, s.inserted, s.updated, s.unchanged, s.quarantined,
                              json.dumps(s.reasons, ensure_ascii=False)])
+
+
+def _first_by(table: str, column: str) -> str:
+    """A subquery with one row of `table` per non-null `column` value (the lowest id wins ties)."""
+    return (f"(SELECT * FROM {q(table)} WHERE {q(column)} IS NOT NULL "
+            f"QUALIFY row_number() OVER (PARTITION BY {q(column)} ORDER BY id) = 1)")
 
 
 def _hashable(col: str) -> str:
