@@ -83,6 +83,7 @@ def test_file_that_breaks_only_after_its_header_rolls_back_the_whole_run(deliver
     _fails(d, url, "source 'device_readings'", "encoding")
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_geometry_file_without_crs_needs_one_declared(delivery):
     import geopandas as gpd
 
