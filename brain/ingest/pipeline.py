@@ -31,7 +31,7 @@ from brain.ingest.manifest import AdminSource, Manifest, Source
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import read_header, read_table
 from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
-from brain.schema import bump_data_version, entity_columns, init_schema
+from brain.schema import bump_data_version, data_version, entity_columns, init_schema
 
 #: Date and time layouts seen in department files, tried in order after ISO 8601.
 DATE_FORMATS = ["%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y年%m月%d日 %H时%M分%S秒",
@@ -157,12 +157,9 @@ class Ingest:
                 self._raster(raster)
             self._record(report)
             changed = any(s.inserted or s.updated for s in report.sources)
-            report.data_version = bump_data_version(self.db) if changed else self._version()
+            report.data_version = bump_data_version(self.db) if changed else data_version(self.db)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
-
-    def _version(self) -> int:
-        return int(self.db.query("SELECT value FROM meta WHERE key = 'data_version'")[0][0])
 
     def _timed(self, spec, fn) -> SourceReport:
         t = time.perf_counter()
