@@ -7,6 +7,7 @@ The whole run is one transaction: a source that cannot be read stops it and noth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -146,9 +147,8 @@ class Ingest:
         self.preflight()
         init_schema(self.db)
         with self.db.transaction():
-            self.db.register("vocab_src", pd.DataFrame(vocab_rows(), columns=["vocab", "label", "code"]))
-            self.db.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_src")
-            self.db.unregister("vocab_src")
+            with _registered(self.db, vocab_src=pd.DataFrame(vocab_rows(), columns=["vocab", "label", "code"])):
+                self.db.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_src")
             for spec in self.manifest.ordered_admin():
                 report.sources.append(self._timed(spec, self._admin))
             for spec in self.manifest.ordered_sources():
@@ -208,13 +208,8 @@ class Ingest:
                 extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab)
         self.progress(spec.name, "place")
         sql, params = self._stage_sql(spec, entity, extra)
-        self.db.register("raw_src", table.frame)
-        self.db.register("extra_src", pa.table({k: _arrow(v) for k, v in extra.items()}))
-        try:
+        with _registered(self.db, raw_src=table.frame, extra_src=pa.table({k: _arrow(v) for k, v in extra.items()})):
             self.db.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {sql}", params)
-        finally:
-            self.db.unregister("raw_src")
-            self.db.unregister("extra_src")
         self._place(spec, entity)
         self._judge(spec, entity)
         self.progress(spec.name, "load")
@@ -237,10 +232,9 @@ class Ingest:
         rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
         if repaired.any():
-            self.db.register("repaired_src", pa.table({"row_no": np.flatnonzero(repaired) + 1}))
-            rep.repaired = int(self.db.query("SELECT count(*) FROM judged JOIN repaired_src USING (row_no) "
-                                             "WHERE reason IS NULL")[0][0])
-            self.db.unregister("repaired_src")
+            with _registered(self.db, repaired_src=pa.table({"row_no": np.flatnonzero(repaired) + 1})):
+                rep.repaired = int(self.db.query("SELECT count(*) FROM judged JOIN repaired_src USING (row_no) "
+                                                 "WHERE reason IS NULL")[0][0])
         self._drop("judged", "incoming", "changes")
         return rep
 
@@ -402,15 +396,12 @@ class Ingest:
         bad["raw"] = [json.dumps(r, ensure_ascii=False) for r in records]
         bad["raw_hash"] = [hashlib.sha1(f"{r}|{why}".encode()).hexdigest() for r, why in zip(bad["raw"], bad["reason"])]
         bad["source"], bad["entity"], bad["run"] = spec.name, getattr(spec, "entity", "admin_units"), self.run_id
-        self.db.register("q_src", bad)
-        try:
+        with _registered(self.db, q_src=bad):
             self.db.execute("""UPDATE quarantine SET last_run = q.run, row_no = q.row_no, detail = q.detail
                                FROM q_src q WHERE quarantine.source = q.source AND quarantine.raw_hash = q.raw_hash""")
             self.db.execute("""INSERT INTO quarantine SELECT source, entity, row_no, source_id, reason, detail, raw,
                                raw_hash, run, run FROM q_src q WHERE NOT EXISTS (SELECT 1 FROM quarantine x
                                WHERE x.source = q.source AND x.raw_hash = q.raw_hash)""")
-        finally:
-            self.db.unregister("q_src")
 
     def _upsert(self, table: str, key: str) -> tuple[int, int, int]:
         """Merge temp table `incoming` into `table` by `key`: (inserted, updated, unchanged)."""
@@ -455,9 +446,7 @@ class Ingest:
         own = [f"w.code AS {c}" if c == f"{spec.level}_code" else
                (f"p.{c}" if LEVELS.index(c[:-5]) < level else f"CAST(NULL AS VARCHAR) AS {c}") for c in PLACEMENT]
         self.progress(spec.name, "place")
-        self.db.register("raw_src", table.frame)
-        self.db.register("extra_src", extra)
-        try:
+        with _registered(self.db, raw_src=table.frame, extra_src=extra):
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE judged AS SELECT *,
                 CASE WHEN code IS NULL THEN 'id-missing' WHEN dup_rank > 1 THEN 'duplicate-id'
                      WHEN place_reason IS NOT NULL THEN place_reason
@@ -477,9 +466,6 @@ class Ingest:
                             FROM raw_src r POSITIONAL JOIN extra_src x) w
                       LEFT JOIN admin_units p ON p.level = ? AND p.code = w.parent_code)""",
                             [spec.name, spec.level, self.run_id, parent_level])
-        finally:
-            self.db.unregister("raw_src")
-            self.db.unregister("extra_src")
         self.progress(spec.name, "load")
         self._quarantine(spec, table, rep)
         self.db.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT code, name, level, parent_code,
@@ -513,6 +499,18 @@ class Ingest:
                             [report.run_id, report.manifest, s.name, s.entity, s.path, report.started_at, now, s.read,
                              s.loaded, s.inserted, s.updated, s.unchanged, s.quarantined,
                              json.dumps(s.reasons, ensure_ascii=False)])
+
+
+@contextlib.contextmanager
+def _registered(db: Backend, **frames):
+    """Expose frames (pandas or Arrow) to SQL by name for the block, and always withdraw them after."""
+    for name, frame in frames.items():
+        db.register(name, frame)
+    try:
+        yield
+    finally:
+        for name in frames:
+            db.unregister(name)
 
 
 def _first_by(table: str, column: str) -> str:
