@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,24 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _database(url: str, read_only: bool = False):
+    """Open the database for one command and close it; brain's errors become one line and exit code 2."""
+    from brain.backend import connect
+
+
+    try:
+        backend = connect(url, read_only=read_only)
+    except BrainError as exc:
+        _fail(exc)
+    try:
+        yield backend
+    except BrainError as exc:
+        _fail(exc)
+    finally:
+        backend.close()
+
+
 @app.command()
 def sample(
     scale: str = typer.Option("small", help="small (4 communities, ~3k people), medium (~40 communities, ~100k "
@@ -65,13 +84,14 @@ def ingest(
     Every source reconciles: read = loaded + quarantined. A source that cannot be read at all stops the run
     before anything is written. Re-running the same manifest changes nothing; changed rows are updated.
     """
-    from brain.backend import connect
     from brain.ingest.manifest import load_manifest
     from brain.ingest.pipeline import STAGES, ingest as run_ingest
 
     try:
         spec = load_manifest(manifest)
-        backend = connect(db)
+    except BrainError as exc:
+        _fail(exc)
+    with _database(db) as backend:
         with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.fields[stage]:<8}"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
             tasks: dict[str, int] = {}
@@ -86,9 +106,6 @@ def ingest(
             report = run_ingest(backend, spec, str(manifest), on_stage)
             for t in tasks.values():
                 progress.update(t, completed=len(STAGES), stage="done")
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     _print_report(report)
     if report_json:
         report_json.parent.mkdir(parents=True, exist_ok=True)
@@ -114,31 +131,21 @@ def _print_report(report) -> None:
 @db_app.command("init")
 def db_init(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
     """Create the schema (idempotent)."""
-    from brain.backend import connect
     from brain.schema import init_schema
 
-    try:
-        backend = connect(db)
+    with _database(db) as backend:
         init_schema(backend)
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     console.print(f"schema ready in {db}")
 
 
 @app.command()
 def status(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
     """Row counts per table and per street: what the one map holds."""
-    from brain.backend import connect
     from brain.model import ENTITIES
     from brain.report import status as status_rows
 
-    try:
-        backend = connect(db, read_only=True)
+    with _database(db, read_only=True) as backend:
         rows = status_rows(backend)
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     table = Table(title=f"{db}", title_justify="left")
     table.add_column("street 街道")
     for name in ["admin_units", *ENTITIES]:
@@ -159,16 +166,13 @@ def quarantine(
                                                      "department gets its own rows back with the reason beside each"),
 ) -> None:
     """Show quarantined rows: source, row, reason, detail and the raw record as delivered."""
-    from brain.backend import connect
     from brain.report import quarantine_frame, quarantine_rows
 
-    try:
-        backend = connect(db, read_only=True)
-        summary, rows = quarantine_rows(backend, source, reason, limit)
-        frame = quarantine_frame(backend, source, reason) if export else None
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
+    with _database(db, read_only=True) as backend:
+        if export:
+            frame = quarantine_frame(backend, source, reason)
+        else:
+            summary, rows = quarantine_rows(backend, source, reason, limit)
     if export:
         export.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(export, index=False, encoding="utf-8-sig")
@@ -198,14 +202,9 @@ def users_add(
 ) -> None:
     """Create a user and print their API token on the last line (shown once; only its hash is stored)."""
     from brain.auth import add_user
-    from brain.backend import connect
 
-    try:
-        backend = connect(db)
+    with _database(db) as backend:
         token = add_user(backend, name, role, unit)
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     console.print(f"user {name} ({role}, unit {unit}) created; the token below is shown only once:")
     print(token)
 
@@ -214,14 +213,9 @@ def users_add(
 def users_list(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
     """List users with their role and unit (never their tokens)."""
     from brain.auth import list_users
-    from brain.backend import connect
 
-    try:
-        backend = connect(db)
+    with _database(db) as backend:
         rows = list_users(backend)
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     table = Table(title="users", title_justify="left")
     for c in ("name", "role", "unit", "created", "disabled"):
         table.add_column(c)
@@ -235,14 +229,9 @@ def users_remove(name: str = typer.Argument(...),
                  db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
     """Remove a user; their token stops working at once."""
     from brain.auth import remove_user
-    from brain.backend import connect
 
-    try:
-        backend = connect(db)
+    with _database(db) as backend:
         remove_user(backend, name)
-        backend.close()
-    except BrainError as exc:
-        _fail(exc)
     console.print(f"user {name} removed")
 
 
