@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from brain.backend import Backend, quote_ident
+from brain.errors import BackendError
 from brain.model import ENTITIES, PLACEMENT, PROVENANCE, Entity
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: device_readings carry their device's point
 
 ADMIN_UNITS = """
 CREATE TABLE IF NOT EXISTS admin_units (
@@ -86,7 +87,12 @@ def entity_ddl(entity: Entity) -> str:
 
 
 def init_schema(db: Backend) -> None:
-    """Create every table that does not exist yet (idempotent)."""
+    """Create every table that does not exist yet (idempotent); refuse a database of another schema version."""
+    db.execute(SUPPORT[-1])
+    found = db.query("SELECT value FROM meta WHERE key = 'schema_version'")
+    if found and found[0][0] != SCHEMA_VERSION:
+        raise BackendError(f"{db.url} holds schema version {found[0][0]}, this brain writes version {SCHEMA_VERSION}: "
+                           f"ingest into a new database file (or delete this one and ingest again)")
     db.execute(ADMIN_UNITS)
     for entity in ENTITIES.values():
         db.execute(entity_ddl(entity))

@@ -143,3 +143,13 @@ def test_malformed_csv_lines_are_quarantined_not_dropped(delivery):
     finally:
         db.close()
     assert sorted(raws) == sorted([lines[5], lines[9]])
+
+
+def test_database_of_another_schema_version_is_refused(delivery):
+    d, url = delivery
+    import brain
+
+    db = brain.connect(url, read_only=False)
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    _fails(d, url, "schema version 1", "new database file")
