@@ -84,7 +84,11 @@ class DuckDBBackend:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             raise BackendError(f"cannot open {self.path}: {exc}") from exc
-        self._lock = threading.RLock()
+        # One cursor (a connection to the same database) per thread: the service's worker threads run their
+        # queries in parallel instead of queueing on one connection, which is not thread-safe.
+        self._local = threading.local()
+        self._cursors: list = []
+        self._lock = threading.Lock()
         self._load_spatial()
         # DuckDB takes 80% of RAM by default; a bound keeps big ingests predictable (it spills to disk).
         limit = memory_limit or os.environ.get("BRAIN_DUCKDB_MEMORY_LIMIT", "2GB")
@@ -102,45 +106,57 @@ class DuckDBBackend:
             self._con.execute(f"INSTALL '{literal}'")
             self._con.execute("LOAD spatial")
 
+    def _cur(self):
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            if threading.current_thread() is threading.main_thread():
+                cur = self._con
+            else:
+                cur = self._con.cursor()
+                with self._lock:
+                    self._cursors.append(cur)
+            self._local.cur = cur
+        return cur
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         """Run a statement with bound parameters."""
-        with self._lock:
-            self._con.execute(sql, params or [])
+        self._cur().execute(sql, params or [])
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a query and return its rows."""
-        with self._lock:
-            return self._con.execute(sql, params or []).fetchall()
+        return self._cur().execute(sql, params or []).fetchall()
 
     def frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query and return a DataFrame."""
-        with self._lock:
-            return self._con.execute(sql, params or []).df()
+        return self._cur().execute(sql, params or []).df()
 
     def register(self, name: str, df: pd.DataFrame) -> None:
-        """Expose a DataFrame to SQL under `name`."""
-        with self._lock:
-            self._con.register(name, df)
+        """Expose a DataFrame to SQL under `name` (for this thread's connection)."""
+        self._cur().register(name, df)
 
     def unregister(self, name: str) -> None:
         """Drop a registered DataFrame."""
-        with self._lock:
-            self._con.unregister(name)
+        self._cur().unregister(name)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """All statements inside commit together or not at all."""
-        with self._lock:
-            self._con.execute("BEGIN TRANSACTION")
-            try:
-                yield
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+        cur = self._cur()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (and every thread's cursor)."""
+        with self._lock:
+            for cur in self._cursors:
+                with contextlib.suppress(Exception):
+                    cur.close()
+            self._cursors.clear()
         self._con.close()
 
 

@@ -235,6 +235,68 @@ def users_remove(name: str = typer.Argument(...),
     console.print(f"user {name} removed")
 
 
+@users_app.command("demo")
+def users_demo(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
+               base_url: str = typer.Option("http://127.0.0.1:8000", help="Where `brain serve` will listen")) -> None:
+    """Create one sample user per role (demo-<role>, replacing earlier ones) and print their tokens and links."""
+    from brain.auth import ROLES, add_user, list_users, remove_user
+
+    with _database(db) as backend:
+        existing = {r[0] for r in list_users(backend)}
+        rows = []
+        for role in ROLES.values():
+            unit = backend.query("SELECT code, name FROM admin_units WHERE level = ? ORDER BY code LIMIT 1",
+                                 [role.level])
+            if not unit:
+                _fail(f"no {role.level} in {db}: ingest the admin units first (make demo does)")
+            name = f"demo-{role.name.replace('_', '-')}"
+            if name in existing:
+                remove_user(backend, name)
+            rows.append((name, role.label, f"{unit[0][0]} {unit[0][1]}", add_user(backend, name, role.name,
+                                                                                  unit[0][0])))
+    table = Table(title="sample users (tokens shown once; stored hashed)", title_justify="left")
+    for c in ("user", "role", "unit", "token"):
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for name, _, _, token in rows:
+        print(f"{name:<24} {base_url}/layers?token={token}")
+
+
+@app.command()
+def serve(
+    db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    cache_mb: Optional[int] = typer.Option(None, help="Tile cache size in MB; 0 turns it off [BRAIN_TILE_CACHE_MB]"),
+    log_level: str = typer.Option("warning", help="uvicorn log level: debug | info | warning | error"),
+) -> None:
+    """Serve the tiles, indicators and API of a database over HTTP (token per request; see `brain users`).
+
+    Endpoints: /layers, /tiles/{layer}/{z}/{x}/{y}.mvt, /tiles/{layer}/tilejson.json, /units,
+    /units/{code}/metrics, /units/{code}/ranking, POST /metrics, /buildings/{id}, /events, /docs.
+    Every setting can also come from a BRAIN_* environment variable (see brain/settings.py).
+    """
+    import uvicorn
+
+    from brain.service import create_app
+    from brain.settings import Settings
+
+    if db.startswith("duckdb:///") and db != "duckdb:///:memory:":
+        path = Path(db[len("duckdb:///"):])
+        if not path.exists():
+            _fail(f"no database at {path}: ingest into it first (`make demo`, or `brain ingest MANIFEST --db {db}`)")
+    overrides = {"db": db} | ({"tile_cache_mb": cache_mb} if cache_mb is not None else {})
+    settings = Settings(**overrides)
+    try:
+        app_ = create_app(settings)
+    except BrainError as exc:
+        _fail(exc)
+    console.print(f"brain serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

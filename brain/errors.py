@@ -19,3 +19,23 @@ class ManifestError(BrainError):
 
 class BackendError(BrainError):
     """The database URL or the database cannot be used."""
+
+
+class NotAuthenticated(BrainError):
+    """No token, or a token that belongs to nobody (HTTP 401)."""
+
+
+class Forbidden(BrainError):
+    """The thing exists but lies outside the user's scope or role (HTTP 403)."""
+
+
+class NotFound(BrainError):
+    """No such layer, unit, building or metric (HTTP 404)."""
+
+
+class BadRequest(BrainError):
+    """A request that cannot be answered as asked: bad tile address, malformed GeoJSON (HTTP 400)."""
+
+
+class TooLarge(BrainError):
+    """A request body or geometry over the configured limits (HTTP 413)."""

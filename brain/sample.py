@@ -484,10 +484,12 @@ class SampleWriter:
         m = adults.sample(frac=0.05, random_state=SEED).sort_index()
         dirty_addr = self.people_dirty.loc[m.index, "address"]
         orgs = self.party_orgs["组织编号"].to_numpy()
-        hh_by_building = p.groupby("building")["household_id"].unique()
+        # 点对点联系: each member looks after 2–3 households of their own grid, usually in other buildings.
+        cell_of = self.bld["cell"].to_numpy()
+        hh_by_cell = p.groupby(cell_of[p["building"].to_numpy()])["household_id"].unique()
         links = []
         for bld_ix in m["building"]:
-            hs = hh_by_building.get(bld_ix, np.array([]))
+            hs = hh_by_cell.get(cell_of[bld_ix], np.array([]))
             k = min(len(hs), int(rng.integers(2, 4)))
             links.append(";".join(rng.choice(hs, k, replace=False)) if k else "")
         df = pd.DataFrame({"党员编号": [f"DY{i:06d}" for i in range(1, len(m) + 1)], "姓名": m["name"].to_numpy(),

@@ -6,7 +6,7 @@ from brain.backend import Backend, quote_ident
 from brain.errors import BackendError
 from brain.model import ENTITIES, PLACEMENT, PROVENANCE, Entity
 
-SCHEMA_VERSION = "2"  # 2: device_readings carry their device's point
+SCHEMA_VERSION = "3"  # 2: device_readings carry their device's point; 3: audit_log, derived tables
 
 ADMIN_UNITS = """
 CREATE TABLE IF NOT EXISTS admin_units (
@@ -65,6 +65,19 @@ SUPPORT = [
         bands INTEGER,
         xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE,
         ingest_run VARCHAR
+    )""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        ts TIMESTAMP NOT NULL,
+        user_name VARCHAR,
+        role VARCHAR,
+        unit_code VARCHAR,
+        method VARCHAR,
+        endpoint VARCHAR,
+        layer VARCHAR,
+        target VARCHAR,
+        features BIGINT,
+        status INTEGER,
+        ms DOUBLE
     )""",
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 ]

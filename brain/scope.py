@@ -41,14 +41,27 @@ def visible_fields(scope: Scope, entity: Entity | str) -> list[str]:
     return [f.name for f in entity.fields if scope.user.role.personal or not f.personal]
 
 
+#: Tables whose rows are persons or households: individual rows only for roles with personal access.
+PERSONAL = frozenset({"people", "party_members", "households", "party_links"})
+#: Tables whose individual rows are sensitive though not personal (an event names an address and a dispute).
+SENSITIVE = PERSONAL | {"events"}
+DERIVED = frozenset({"households", "party_links"})
+
+
 def allowed(scope: Scope, action: str, resource: str) -> bool:
-    """Whether the scope may perform `action` on `resource` ('read-features' / 'read-aggregates' + entity)."""
-    if resource != "admin_units" and resource not in ENTITIES:
+    """Whether the scope may `action` ('read-features' | 'read-aggregates') the table `resource`.
+
+    The one permission decision of brain: tiles, metrics, drill-down and lists all ask here.
+    """
+    if resource != "admin_units" and resource not in ENTITIES and resource not in DERIVED:
         return False
     if action == "read-aggregates":
         return True
     if action == "read-features":
         role = scope.user.role
-        personal_entity = resource in ("people", "party_members")
-        return role.individual and (role.personal or not personal_entity)
+        if resource in PERSONAL:
+            return role.individual and role.personal
+        if resource in SENSITIVE:
+            return role.individual
+        return True
     return False

@@ -53,3 +53,105 @@ def db_of():
     yield _open
     for db in opened:
         db.close()
+
+
+# -- the HTTP service ----------------------------------------------------------------------------------------
+AS_OF = "2026-10-01T12:00:00"  # a fixed clock, so overdue and age bands are reproducible
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`brain serve` in a child process on a loopback port; stop() shuts it down cleanly (audit flushed)."""
+
+    def __init__(self, db_url: str, **env: str):
+        import os
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {**os.environ, "BRAIN_AS_OF": AS_OF, **env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "brain.cli", "serve", "--db", db_url, "--port",
+                                      str(self.port)], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"brain serve exited {self.proc.returncode}:\n{self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError("brain serve did not answer /health within 60 s")
+
+    def stop(self) -> str:
+        """Stop the server (SIGINT, as Ctrl-C) and return what it printed."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+@pytest.fixture(scope="session")
+def served_db(ingested, tmp_path_factory):
+    """A copy of the ingested sample with one user per unit and role: (path, users, truth path).
+
+    users: name → dict(role, unit, level, token). The truth path is one more copy, which no server holds,
+    for the tests to read what the data really is and check the served answers against it.
+    """
+    import shutil
+
+    import brain
+    from brain.auth import ROLES, add_user
+
+    path = tmp_path_factory.mktemp("served") / "brain.duckdb"
+    shutil.copy(ingested[0].removeprefix("duckdb:///"), path)
+    db = brain.connect(f"duckdb:///{path}")
+    users = {}
+    units = db.query("SELECT code, level FROM admin_units ORDER BY code")
+    for role in ROLES.values():
+        for code, level in units:
+            if level == role.level:
+                name = f"{role.name}-{code}"
+                users[name] = {"role": role.name, "unit": code, "level": level,
+                               "token": add_user(db, name, role.name, code)}
+    db.close()
+    truth = path.with_name("truth.duckdb")
+    shutil.copy(path, truth)
+    return path, users, truth
+
+
+@pytest.fixture(scope="session")
+def server(served_db, tmp_path_factory):
+    """The service with its tile cache on."""
+    srv = Server(f"duckdb:///{served_db[0]}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server_nocache(served_db, tmp_path_factory):
+    """The same database (a copy) served with the tile cache off."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("nocache") / "brain.duckdb"
+    shutil.copy(served_db[0], path)
+    srv = Server(f"duckdb:///{path}", BRAIN_TILE_CACHE_MB="0")
+    yield srv
+    srv.stop()

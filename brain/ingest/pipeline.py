@@ -32,6 +32,7 @@ from brain.ingest.manifest import AdminSource, Manifest, Source
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import read_header, read_table
 from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
+from brain.layers import derive
 from brain.schema import bump_data_version, data_version, entity_columns, init_schema
 
 #: Date and time layouts seen in department files, tried in order after ISO 8601.
@@ -146,6 +147,9 @@ class Ingest:
         report = RunReport(self.run_id, self.manifest_path, self.db.url, datetime.now().isoformat(timespec="seconds"))
         self.preflight()
         init_schema(self.db)
+        # Committed on its own: DuckDB 1.5 aborts when rows under an R-tree dropped in the same transaction
+        # are deleted. A failed run leaves the tables without R-trees; the next run or `brain serve` rebuilds them.
+        derive.drop_indexes(self.db)
         with self.db.transaction():
             with _registered(self.db, vocab_src=pd.DataFrame(vocab_rows(), columns=["vocab", "label", "code"])):
                 self.db.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_src")
@@ -158,6 +162,10 @@ class Ingest:
             self._record(report)
             changed = any(s.inserted or s.updated for s in report.sources)
             report.data_version = bump_data_version(self.db) if changed else data_version(self.db)
+            if changed or not derive.is_fresh(self.db):
+                derive.refresh(self.db)
+            else:
+                derive.create_indexes(self.db)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 

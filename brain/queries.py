@@ -1,0 +1,165 @@
+"""Record queries behind the service and the dashboards: the unit tree, building drill-down, event lists.
+
+Each takes a Scope and goes through `scope_filter` and `allowed`: what a role may not read is never selected.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from brain.backend import Backend, quote_ident
+from brain.errors import BadRequest, Forbidden, NotFound
+from brain.metrics import OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
+from brain.model import ENTITIES, LEVELS, VOCABS
+from brain.scope import Scope, allowed, scope_filter, visible_fields
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def _rows(db: Backend, sql: str, params: list) -> list[dict[str, Any]]:
+    df = db.frame(sql, params)
+    return [{k: _json(None if _isna(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return v != v or v is None  # NaN, NaT and None
+    except (TypeError, ValueError):
+        return False
+
+
+def _cols(names: list[str]) -> str:
+    return ", ".join(f"t.{quote_ident(n)}" for n in names)
+
+
+def unit_tree(db: Backend, scope: Scope, level: str | None = None, geometry: bool = True) -> dict[str, Any]:
+    """The admin units inside the scope as a GeoJSON FeatureCollection (geometries simplified to ~1 m)."""
+    if level is not None and level not in LEVELS:
+        raise BadRequest(f"unknown level {level!r}: one of {', '.join(LEVELS)}")
+    where, params = scope_filter(scope, "t")
+    if level:
+        where += " AND t.level = ?"
+        params.append(level)
+    geom = "ST_AsGeoJSON(ST_SimplifyPreserveTopology(t.geom, 0.00001))" if geometry else "NULL"
+    rows = db.query(f"SELECT t.code, t.name, t.level, t.parent_code, t.area_m2, {geom}, "
+                    f"ST_X(ST_Centroid(t.geom)), ST_Y(ST_Centroid(t.geom)), "
+                    f"ST_XMin(t.geom), ST_YMin(t.geom), ST_XMax(t.geom), ST_YMax(t.geom) "
+                    f"FROM admin_units t WHERE {where} ORDER BY t.code", params)
+    feats = []
+    for code, name, lvl, parent, area, gj, cx, cy, *bbox in rows:
+        feats.append({"type": "Feature", "id": code, "geometry": json.loads(gj) if gj else None,
+                      "bbox": [round(b, 6) for b in bbox],
+                      "properties": {"code": code, "name": name, "level": lvl, "parent_code": parent,
+                                     "area_m2": round(area or 0, 1), "center": [round(cx, 6), round(cy, 6)],
+                                     "in_scope_root": code == scope.user.unit_code}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_limit: int = 10) -> dict[str, Any]:
+    """The drill-down of one building (以房管人): households, residents, flags, organisations, recent events."""
+    level_cols = [f"{lv}_code" for lv in LEVELS]
+    fields = visible_fields(scope, "buildings")
+    rows = _rows(db, f"SELECT t.id, {_cols(fields + level_cols)}, t.lon, t.lat FROM buildings t WHERE t.id = ?",
+                 [building_id])
+    if not rows:
+        raise NotFound(f"no building {building_id!r}")
+    b = rows[0]
+    if b[scope.level_column] != scope.user.unit_code:
+        raise Forbidden(f"building {building_id} lies outside your scope "
+                        f"({scope.user.unit_level} {scope.user.unit_code})")
+    where, params = scope_filter(scope, "t")
+    floor = scope.user.role.min_count
+    out: dict[str, Any] = {"building": b}
+
+    counts = db.query("SELECT count(*), count(DISTINCT t.household_id), "
+                      + ", ".join("count(*) FILTER (WHERE strpos(coalesce(t.special_groups, ''), ?) > 0)"
+                                  for _ in VOCABS["special_group"])
+                      + f" FROM people t WHERE t.building_id = ? AND {where}",
+                      list(VOCABS["special_group"]) + [building_id] + params)[0]
+    flags = {"rented": b.get("rented"), "fire_facilities": b.get("fire_facilities"),
+             "special_groups": dict(zip(VOCABS["special_group"], map(int, counts[2:])))}
+    summary = {"residents": int(counts[0]), "households": int(counts[1])}
+    members = db.query(f"SELECT count(*) FROM party_members t WHERE t.building_id = ? AND {where}",
+                       [building_id] + params)[0][0]
+    summary["party_members"] = int(members)
+    if floor:  # small counts at one building identify people
+        summary = {k: (None if 0 < v < floor else v) for k, v in summary.items()}
+        flags["special_groups"] = {k: (None if 0 < v < floor else v) for k, v in flags["special_groups"].items()}
+    out["summary"], out["flags"] = summary, flags
+
+    if allowed(scope, "read-features", "people"):
+        pf = visible_fields(scope, "people")
+        people = _rows(db, f"SELECT t.id, {_cols(pf)} FROM people t WHERE t.building_id = ? AND {where} "
+                           f"ORDER BY t.household_id, t.id", [building_id] + params)
+        linked = {h for (h,) in db.query("SELECT t.household_id FROM households t WHERE t.building_id = ? "
+                                         f"AND t.linked AND {where}", [building_id] + params)}
+        households: dict[str, dict] = {}
+        for p in people:
+            h = households.setdefault(p.get("household_id") or "?", {
+                "household_id": p.get("household_id"), "linked_to_party_member": p.get("household_id") in linked,
+                "residents": []})
+            h["residents"].append(p)
+        out["households"] = list(households.values())
+    else:
+        out["households"] = None  # this role reads counts, not residents
+
+    org_fields = visible_fields(scope, "organisations")
+    out["organisations"] = _rows(
+        db, f"SELECT t.id, {_cols(org_fields)}, t.lon, t.lat FROM organisations t, "
+            f"(SELECT geom_3857 AS g FROM buildings WHERE id = ?) b "
+            f"WHERE ST_DWithin(t.geom_3857, b.g, 30) AND {where} ORDER BY t.kind, t.id", [building_id] + params)
+    if allowed(scope, "read-features", "events"):
+        ef = visible_fields(scope, "events")
+        out["events"] = _rows(
+            db, f"SELECT t.id, {_cols(ef)}, t.lon, t.lat FROM events t, "
+                f"(SELECT geom_3857 AS g FROM buildings WHERE id = ?) b "
+                f"WHERE ST_DWithin(t.geom_3857, b.g, 50) AND {where} ORDER BY t.reported_at DESC, t.id LIMIT ?",
+            [building_id] + params + [events_limit])
+    else:
+        out["events"] = None
+    return out
+
+
+def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None, cls: str | None = None,
+           unit: str | None = None, overdue: bool | None = None, since: datetime | None = None,
+           until: datetime | None = None, page: int = 1, size: int = 50) -> dict[str, Any]:
+    """Events inside the scope, newest first, filtered and paged."""
+    if not allowed(scope, "read-features", "events"):
+        raise Forbidden(f"role {scope.user.role.name} reads event counts, not single events: use /metrics")
+    for value, vocab, what in ((status, "event_status", "status"), (cls, "event_class", "class")):
+        if value is not None and value not in VOCABS[vocab]:
+            raise BadRequest(f"unknown {what} {value!r}: one of {', '.join(VOCABS[vocab])}")
+    where, params = scope_filter(scope, "t")
+    conds = [where]
+    if unit:
+        _, _, level = unit_of(db, scope, unit)
+        conds.append(f"t.{quote_ident(level + '_code')} = ?")
+        params.append(unit)
+    for sql, value in (("t.status = ?", status), ("t.class = ?", cls), ("t.reported_at >= ?", since),
+                       ("t.reported_at < ?", until)):
+        if value is not None:
+            conds.append(sql)
+            params.append(value)
+    overdue_sql = f"(({OVERDUE_RESPOND}) OR ({OVERDUE_CLOSE}))"
+    if overdue is not None:
+        conds.append(overdue_sql if overdue else f"NOT {overdue_sql}")
+    clock_sql, clock_params = clock.sql()
+    body = f"FROM events t, {clock_sql} WHERE " + " AND ".join(conds)
+    allp = clock_params + params
+    total = db.query(f"SELECT count(*) {body}", allp)[0][0]
+    ef = visible_fields(scope, "events")
+    items = _rows(db, f"SELECT t.id, {_cols(ef)}, {overdue_sql} AS overdue, t.lon, t.lat, t.grid_code, "
+                      f"t.community_code {body} ORDER BY t.reported_at DESC, t.id LIMIT ? OFFSET ?",
+                  allp + [size, (page - 1) * size])
+    return {"total": int(total), "page": page, "size": size, "as_of": clock.as_of.isoformat(), "items": items}
+
+
+def entity_fields(scope: Scope, entity: str) -> list[str]:
+    """Fields of an entity this scope reads (for API docs and the dashboards' column lists)."""
+    return visible_fields(scope, ENTITIES[entity])

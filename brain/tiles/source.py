@@ -1,0 +1,145 @@
+"""Tiles of the catalog for one scope: SQL from brain.tiles.sql, bytes from the backend, an LRU cache in front.
+
+The cache key is (layer, scope key = role + level + unit, z, x, y, data version[, clock minute]): two scopes
+never share an entry, so a tile built for one community can never be handed to its neighbour.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from dataclasses import dataclass
+
+import mercantile
+from cachetools import LRUCache  # a size-bounded LRU keyed by bytes, with no reason to hand-write one
+
+from brain.backend import Backend
+from brain.errors import BadRequest, NotFound
+from brain.layers.catalog import CATALOG, Layer
+from brain.metrics import INDICATORS, Clock
+from brain.schema import data_version
+from brain.scope import Scope
+from brain.tiles.sql import BUFFER, EXTENT, tile_query
+
+MAX_ZOOM = 22
+
+
+@dataclass
+class Tile:
+    """What one tile request returns: MVT bytes, the number of features, whether it came from the cache."""
+
+    data: bytes
+    features: int
+    cached: bool
+    gzipped: bytes | None = None  # filled the first time a client asks for gzip, then kept with the tile
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """Raise BadRequest unless z/x/y address a tile of the Web Mercator pyramid."""
+    if not 0 <= z <= MAX_ZOOM:
+        raise BadRequest(f"zoom {z} is out of range: 0 to {MAX_ZOOM}")
+    n = 1 << z
+    if not (0 <= x < n and 0 <= y < n):
+        raise BadRequest(f"tile {z}/{x}/{y} does not exist: at zoom {z}, x and y run from 0 to {n - 1}")
+
+
+def _uses_clock(layer: Layer) -> bool:
+    return any("c." in INDICATORS[n].expr for p in layer.parts for n in p.aggregate)
+
+
+class TileSource:
+    """Renders catalog layers for a scope, with a shared, scope-keyed cache."""
+
+    def __init__(self, db: Backend, settings, catalog: dict[str, Layer] | None = None):
+        self.db = db
+        self.settings = settings
+        self.catalog = catalog or CATALOG
+        size = settings.tile_cache_mb * 2**20
+        self._cache = LRUCache(maxsize=size, getsizeof=lambda t: len(t.data) + 200) if size else None
+        self._lock = threading.Lock()
+        self._version = (0.0, 0)
+
+    def layer(self, layer_id: str, scope: Scope) -> Layer:
+        """The layer, if it exists and the scope gets anything from it."""
+        layer = self.catalog.get(layer_id)
+        if layer is None:
+            raise NotFound(f"no layer {layer_id!r}: one of {', '.join(self.catalog)}")
+        if not layer.visible(scope):
+            raise NotFound(f"no layer {layer_id!r} for role {scope.user.role.name}")
+        return layer
+
+    def data_version(self) -> int:
+        """The database's data version, read at most once a second (ingest bumps it)."""
+        at, v = self._version
+        now = time.monotonic()
+        if now - at > 1.0:
+            v = data_version(self.db)
+            self._version = (now, v)
+        return v
+
+    def _key(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> tuple:
+        return (layer.id, scope.key, z, x, y, self.data_version(),
+                clock.as_of.replace(second=0) if _uses_clock(layer) else None)
+
+    def cached(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile | None:
+        """The tile from the cache, or None (after the same checks as `tile`)."""
+        check_tile(z, x, y)
+        layer = self.layer(layer_id, scope)
+        if self._cache is None or not layer.minzoom <= z <= layer.maxzoom:
+            return None
+        key = self._key(layer, scope, z, x, y, clock)
+        with self._lock:
+            hit = self._cache.get(key)
+        return Tile(hit.data, hit.features, True, hit.gzipped) if hit is not None else None
+
+    def tile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
+        """One tile of one layer as this scope may see it."""
+        check_tile(z, x, y)
+        layer = self.layer(layer_id, scope)
+        if not layer.minzoom <= z <= layer.maxzoom:
+            return Tile(b"", 0, False)
+        key = self._key(layer, scope, z, x, y, clock)
+        if self._cache is not None:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return Tile(hit.data, hit.features, True, hit.gzipped)
+        tile = self.render(layer, scope, z, x, y, clock)
+        if tile.data:
+            tile.gzipped = gzip.compress(tile.data, 5)
+        if self._cache is not None:
+            with self._lock:
+                self._cache[key] = tile
+        return tile
+
+    def render(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
+        """Build a tile in the database (ST_AsMVT), part by part; MVT layers concatenate into one tile."""
+        b = mercantile.xy_bounds(x, y, z)
+        pad = (b.right - b.left) * BUFFER / EXTENT
+        values = {
+            "env": [b.left, b.bottom, b.right, b.top],
+            "qenv": [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad],
+            "unit": [scope.user.unit_code],
+            "clock": [clock.as_of, clock.respond_s, clock.close_s],
+            "floor": [scope.user.role.min_count],
+        }
+        chunks, count = [], 0
+        for part in layer.parts:
+            mode = layer.mode(part, scope, z)
+            if mode is None:
+                continue
+            fields = part.visible_fields(scope) if mode == "features" else ()
+            q = tile_query(part, mode, fields, scope.level_column, part.clip, self.db.dialect)
+            params = [v for name in q.params for v in values[name]]
+            data, n = self.db.query(q.sql, params)[0]
+            if n:
+                chunks.append(bytes(data))
+                count += int(n)
+        return Tile(b"".join(chunks), count, False)
+
+    def clear(self) -> None:
+        """Drop every cached tile."""
+        if self._cache is not None:
+            with self._lock:
+                self._cache.clear()

@@ -1,0 +1,98 @@
+"""Tile SQL: one pure function turns (part, mode, scope fields, dialect) into SQL; a request binds z/x/y values.
+
+The shape follows what keeps DuckDB spatial 1.5 on its R-tree: the tile envelope (a bound constant) filters
+the table first in a MATERIALIZED CTE, and the scope predicate (one equality on a placement column) runs on
+those few rows. Rows outside the scope never leave the database; the aggregate is ordered, so a tile is
+byte-for-byte the same every time it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from brain.backend import quote_ident
+from brain.layers.catalog import MVT_TYPES, Part
+from brain.metrics import INDICATORS
+
+EXTENT = 4096
+BUFFER = 64
+
+
+@dataclass(frozen=True)
+class TileQuery:
+    """SQL of one part of a tile, and the order of its parameters."""
+
+    sql: str
+    params: tuple[str, ...]  # names of values bound at request time, in order
+
+
+def _prop(part: Part, name: str) -> str:
+    typ = MVT_TYPES[part.field_type(name)]
+    return f"CAST(t.{quote_ident(name)} AS {typ})"
+
+
+@lru_cache(maxsize=None)
+def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str, clip: bool,
+               dialect: str = "duckdb") -> TileQuery:
+    """SQL returning (mvt bytes, feature count) for one part; cached, so built once per (part, role, level)."""
+    if dialect != "duckdb":  # the PostGIS dialect lands with the PostGIS backend
+        raise NotImplementedError(f"no tile SQL for dialect {dialect!r} yet")
+    scope_col = quote_ident(level_column)
+    env = "ST_MakeEnvelope(?, ?, ?, ?)"
+    if mode == "features":
+        cols = ", ".join(f"{_prop(part, f)} AS {quote_ident(f)}" for f in fields)
+        geom = "t.geom_3857"
+        scope_cte = ""
+        if clip:
+            scope_cte = (", s AS MATERIALIZED (SELECT geom_3857 AS g FROM admin_units WHERE code = ?)")
+            geom = "CASE WHEN ST_Within(t.geom_3857, s.g) THEN t.geom_3857 ELSE ST_Intersection(t.geom_3857, s.g) END"
+        where = f" AND ({part.where})" if part.where else ""
+        props = ", ".join(["'id': f.id"] + [f"{_q_str(f)}: f.{quote_ident(f)}" for f in fields])
+        sql = (
+            f"WITH hits AS MATERIALIZED (SELECT * FROM {quote_ident(part.table)} t "
+            f"WHERE ST_Intersects(t.geom_3857, {env}){where}){scope_cte} "
+            f"SELECT ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
+            f"ORDER BY f.id), count(*) FROM ("
+            f"SELECT t.{quote_ident(part.id_column)} AS id, ST_AsMVTGeom({geom}, ST_Extent({env}), {EXTENT}, {BUFFER}, true) AS mvtgeom"
+            + (f", {cols}" if cols else "")
+            + f" FROM hits t{', s' if clip else ''} WHERE t.{scope_col} = ?) f WHERE f.mvtgeom IS NOT NULL"
+        )
+        names = ("qenv",) + (("unit",) if clip else ()) + ("env", "unit")
+        return TileQuery(sql, names)
+    # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators
+    inds = [INDICATORS[n] for n in part.aggregate]
+    exprs = ", ".join(f"{i.expr} AS {quote_ident(i.name)}" for i in inds)
+    where = f" AND ({part.where})" if part.where else ""
+    shown = []
+    for i in inds:
+        v = f"a.{quote_ident(i.name)}"
+        if i.kind == "count":
+            v = f"coalesce({v}, 0)"
+            # counts under the role's floor are suppressed (NULL properties are left out of the tile)
+            shown.append(f"CASE WHEN {v} > 0 AND {v} < ? THEN NULL ELSE CAST({v} AS BIGINT) END")
+        else:
+            base = f"coalesce(a.{quote_ident(i.base)}, 0)" if i.base else "0"
+            shown.append(f"CASE WHEN {base} > 0 AND {base} < ? THEN NULL ELSE CAST({v} AS DOUBLE) END")
+    props = ", ".join(["'code': f.code", "'name': f.name"] + [f"{_q_str(i.name)}: f.{quote_ident(i.name)}"
+                                                              for i in inds])
+    sql = (
+        f"WITH g AS MATERIALIZED (SELECT u.code, u.name, u.geom_3857 FROM admin_units u "
+        f"WHERE ST_Intersects(u.geom_3857, {env}) AND u.level = 'grid' AND u.{scope_col} = ?), "
+        f"c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE) AS respond_s, "
+        f"CAST(? AS DOUBLE) AS close_s), "
+        f"a AS (SELECT t.grid_code AS code, {exprs} FROM {quote_ident(part.table)} t, c "
+        f"WHERE t.{scope_col} = ? AND t.grid_code IN (SELECT code FROM g){where} GROUP BY 1) "
+        f"SELECT ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
+        f"ORDER BY f.code), count(*) FROM ("
+        f"SELECT g.code, g.name, ST_AsMVTGeom(g.geom_3857, ST_Extent({env}), {EXTENT}, {BUFFER}, true) AS mvtgeom, "
+        + ", ".join(f"{s} AS {quote_ident(i.name)}" for s, i in zip(shown, inds))
+        + " FROM g LEFT JOIN a ON a.code = g.code) f WHERE f.mvtgeom IS NOT NULL"
+    )
+    names = ("qenv", "unit", "clock", "unit", "env") + ("floor",) * len(inds)
+    # the floor parameters appear inside the SELECT list, after the env of ST_AsMVTGeom
+    return TileQuery(sql, names)
+
+
+def _q_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"

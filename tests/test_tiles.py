@@ -1,0 +1,244 @@
+"""Tiles over real HTTP, decoded as a map client decodes them: nothing outside the scope, no field too many.
+
+The checks are independent of the SQL that filters: every decoded geometry is tested against the unit's
+polygon (read from a copy of the database no server holds), every id against the row's placement there.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import httpx
+import mapbox_vector_tile
+import mercantile
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import brain
+from brain.auth import ROLES
+from brain.layers.catalog import CATALOG
+
+EXTENT = 4096
+TABLE_OF_PART = {p.name: p.table for layer in CATALOG.values() for p in layer.parts}
+PART = {p.name: p for layer in CATALOG.values() for p in layer.parts}
+LEVEL_COL = {lv: f"{lv}_code" for lv in ("district", "street", "community", "grid")}
+
+
+@pytest.fixture(scope="module")
+def truth(served_db):
+    """Unit polygons (EPSG:3857) and every feature id's placement codes, from the unserved copy."""
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    units = {code: (level, shapely.from_wkb(bytes(wkb)))
+             for code, level, wkb in db.query("SELECT code, level, ST_AsWKB(geom_3857) FROM admin_units")}
+    codes = {}
+    for table in {*TABLE_OF_PART.values()} - {"admin_units"}:
+        for row in db.query(f"SELECT id, district_code, street_code, community_code, grid_code FROM {table}"):
+            codes[row[0]] = dict(zip(("district", "street", "community", "grid"), row[1:]))
+    for code, level, d, s, c, g in db.query("SELECT code, level, district_code, street_code, community_code, "
+                                            "grid_code FROM admin_units"):
+        codes[code] = {"district": d, "street": s, "community": c, "grid": g}
+    points = {t: db.frame(f"SELECT id, ST_X(geom_3857) x, ST_Y(geom_3857) y, {', '.join(LEVEL_COL.values())} "
+                          f"FROM {t}") for t in ("events", "devices", "organisations")}
+    bbox = db.query("SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM admin_units "
+                    "WHERE level = 'district'")[0]
+    db.close()
+    return {"units": units, "codes": codes, "points": points, "bbox": bbox}
+
+
+def fetch(srv, user, layer, z, x, y, gz=False) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {user['token']}"}
+    if gz:
+        headers["Accept-Encoding"] = "gzip"
+    r = httpx.get(f"{srv.url}/tiles/{layer}/{z}/{x}/{y}.mvt", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def decode(data: bytes, z: int, x: int, y: int) -> list[tuple[str, object, dict]]:
+    """(MVT layer, geometry in EPSG:3857, properties) of every feature of a tile."""
+    if not data:
+        return []
+    b = mercantile.xy_bounds(x, y, z)
+    sx, sy = (b.right - b.left) / EXTENT, (b.top - b.bottom) / EXTENT
+    out = []
+    for name, layer in mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}).items():
+        assert layer["extent"] == EXTENT
+        for f in layer["features"]:
+            g = shapely.geometry.shape(f["geometry"])
+            g = shapely.transform(g, lambda c: c * [sx, -sy] + [b.left, b.top])
+            out.append((name, g, f["properties"]))
+    return out
+
+
+def check_tile(features, user, layer_id, z, x, y, truth) -> None:
+    """Every feature inside the user's unit, with only the fields their role reads, ids placed in scope."""
+    role = ROLES[user["role"]]
+    level, scope_geom = truth["units"][user["unit"]]
+    b = mercantile.xy_bounds(x, y, z)
+    tol = 2 * (b.right - b.left) / EXTENT + 0.05  # MVT snaps coordinates to a 4096 grid per tile
+    fence = scope_geom.buffer(tol)
+    layer = CATALOG[layer_id]
+    for name, geom, props in features:
+        part = PART[name]
+        assert part in layer.parts, f"{layer_id} tile carries foreign layer {name}"
+        assert geom.is_empty or fence.contains(geom), \
+            f"{user['role']} {user['unit']}: {name} feature {props.get('id') or props.get('code')} outside scope"
+        if "id" in props:  # an individual feature
+            allowed = {"id", *(f for f in part.fields if role.personal or not part.personal(f))}
+            assert set(props) <= allowed, f"{name}: fields {set(props) - allowed} leaked to {role.name}"
+            assert layer.mode(part, _scope(user), z) == "features"
+            assert truth["codes"][props["id"]][level] == user["unit"], f"{props['id']} placed outside scope"
+        else:  # a per-grid aggregate
+            allowed = {"code", "name", *part.aggregate}
+            assert set(props) <= allowed, f"{name}: fields {set(props) - allowed} leaked to {role.name}"
+            assert truth["codes"][props["code"]][level] == user["unit"]
+            if role.min_count:
+                small = {k: v for k, v in props.items() if k in part.aggregate and isinstance(v, int)
+                         and 0 < v < role.min_count}
+                assert not small, f"counts under {role.min_count} shown to {role.name}: {small}"
+
+
+def _scope(user):
+    from brain.auth import User
+    from brain.scope import Scope
+
+    return Scope(User("t", ROLES[user["role"]], user["unit"], user["level"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_users_and_tiles_stay_in_scope(server, server_nocache, served_db, truth, data):
+    users = served_db[1]
+    user = users[data.draw(st.sampled_from(sorted(users)), label="user")]
+    layer = data.draw(st.sampled_from(sorted(CATALOG)), label="layer")
+    z = data.draw(st.integers(10, 18), label="z")
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    lon = data.draw(st.floats(xmin - 0.002, xmax + 0.002), label="lon")
+    lat = data.draw(st.floats(ymin - 0.002, ymax + 0.002), label="lat")
+    t = mercantile.tile(lon, lat, z)
+    srv = data.draw(st.sampled_from([server, server_nocache]), label="server")
+    r = fetch(srv, user, layer, z, t.x, t.y)
+    check_tile(decode(r.content, z, t.x, t.y), user, layer, z, t.x, t.y, truth)
+
+
+def _lnglat(point_3857):
+    lng, lat = mercantile.lnglat(point_3857.x, point_3857.y)
+    return shapely.Point(lng, lat)
+
+
+def _neighbours(truth, level):
+    """Pairs of touching units of one level, with a point on their shared edge."""
+    units = sorted((c, g) for c, (lv, g) in truth["units"].items() if lv == level)
+    pairs = []
+    for i, (a, ga) in enumerate(units):
+        for b, gb in units[i + 1:]:
+            shared = ga.buffer(1).intersection(gb.buffer(1))
+            if not shared.is_empty and shared.area > 10:
+                pairs.append((a, b, _lnglat(shared.representative_point())))
+    return pairs
+
+
+@pytest.mark.parametrize("level,role", [("community", "community_staff"), ("grid", "grid_worker"),
+                                        ("street", "street_staff")])
+def test_tiles_straddling_neighbours_never_mix_even_through_the_cache(server, server_nocache, served_db, truth,
+                                                                      level, role):
+    users = {u["unit"]: u for u in served_db[1].values() if u["role"] == role}
+    analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    pairs = _neighbours(truth, level)
+    assert pairs, f"no touching {level}s in the sample"
+    seen_own = removed = 0
+    for a, b, p in pairs[:6]:
+        for z in (14, 15, 16, 17):
+            t = mercantile.tile(p.x, p.y, z)
+            for layer in CATALOG:
+                # A, then B, then A again from the cache: a cache keyed too loosely would hand B's tile to A
+                got = {}
+                for who in (a, b, a):
+                    r = fetch(server, users[who], layer, z, t.x, t.y)
+                    feats = decode(r.content, z, t.x, t.y)
+                    check_tile(feats, users[who], layer, z, t.x, t.y, truth)
+                    if who in got:
+                        assert r.headers["X-Cache"] == "HIT" and r.content == got[who]
+                    got[who] = r.content
+                    seen_own += len(feats)
+                    cold = fetch(server_nocache, users[who], layer, z, t.x, t.y)
+                    assert cold.content == r.content, "cached tile differs from a freshly built one"
+                full = decode(fetch(server, analyst, layer, z, t.x, t.y).content, z, t.x, t.y)
+                removed += len(full) - len(decode(got[a], z, t.x, t.y))
+    assert seen_own > 0, "the neighbours' tiles were all empty: the test proved nothing"
+    assert removed > 0, "no tile lost anything to the scope filter: the test proved nothing"
+
+
+def test_point_tiles_hold_every_feature_of_the_scope_and_no_other(server, served_db, truth):
+    """Completeness: the decoded features are exactly the scope's rows inside the tile (plus its buffer)."""
+    users = [u for u in served_db[1].values() if u["role"] in ("community_staff", "grid_worker")]
+    checked = 0
+    for user in users:
+        level, geom = truth["units"][user["unit"]]
+        c = _lnglat(geom.centroid)
+        for layer, table in (("events", "events"), ("devices", "devices"), ("organisations", "organisations")):
+            z = CATALOG[layer].detail_zoom if CATALOG[layer].detail_zoom else 15
+            t = mercantile.tile(c.x, c.y, max(z, 15))
+            b = mercantile.xy_bounds(t)
+            pad = (b.right - b.left) * 64 / EXTENT
+            df = truth["points"][table]
+            inside = df[(df[LEVEL_COL[level]] == user["unit"]) & df.x.between(b.left - pad, b.right + pad)
+                        & df.y.between(b.bottom - pad, b.top + pad)]
+            if layer == "organisations":
+                ids = set(inside.id) - _party_ids(served_db)
+            else:
+                ids = set(inside.id)
+            feats = decode(fetch(server, user, layer, t.z, t.x, t.y).content, t.z, t.x, t.y)
+            assert {p["id"] for _, _, p in feats} == ids
+            checked += len(ids)
+    assert checked > 20
+
+
+def _party_ids(served_db):
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    try:
+        return {i for (i,) in db.query("SELECT id FROM organisations WHERE kind IN ('party_org', 'service_centre')")}
+    finally:
+        db.close()
+
+
+def test_roles_get_the_fields_and_modes_their_role_allows(server, served_db, truth):
+    users = served_db[1]
+    by_role = {u["role"]: u for u in users.values()}
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 16)
+    people = {role: decode(fetch(server, by_role[role], "people", 16, t.x, t.y).content, 16, t.x, t.y)
+              for role in ("district_analyst", "street_staff", "portal")}
+    assert people["district_analyst"] and "name" in people["district_analyst"][0][2]
+    assert all("id" not in p for _, _, p in people["street_staff"])  # no personal access: counts per grid
+    assert all("id" not in p for _, _, p in people["portal"])
+    events = decode(fetch(server, by_role["street_staff"], "events", 16, t.x, t.y).content, 16, t.x, t.y)
+    assert events and all("reporter_phone" not in p and "id" in p for _, _, p in events)
+    t12 = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 12)
+    party = decode(fetch(server, by_role["portal"], "party", 12, t12.x, t12.y).content, 12, t12.x, t12.y)
+    assert party and {n for n, _, _ in party} == {"party_orgs"}  # member ↔ household links are personal
+
+
+def test_gzip_tilejson_and_determinism(server_nocache, served_db, truth):
+    user = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 14)
+    plain = fetch(server_nocache, user, "events", 14, t.x, t.y).content
+    again = fetch(server_nocache, user, "events", 14, t.x, t.y).content
+    assert plain and plain == again, "a rebuilt tile must be byte-identical"
+    raw = httpx.get(f"{server_nocache.url}/tiles/events/14/{t.x}/{t.y}.mvt",
+                    headers={"Authorization": f"Bearer {user['token']}", "Accept-Encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip"
+    assert raw.content == plain  # httpx undoes the gzip, as a browser does
+    with httpx.stream("GET", f"{server_nocache.url}/tiles/events/14/{t.x}/{t.y}.mvt",
+                      headers={"Authorization": f"Bearer {user['token']}", "Accept-Encoding": "gzip"}) as s:
+        assert gzip.decompress(b"".join(s.iter_raw())) == plain
+    tj = httpx.get(f"{server_nocache.url}/tiles/party/tilejson.json", params={"token": user["token"]}).json()
+    assert tj["tilejson"] == "3.0.0" and tj["tiles"][0].endswith(f".mvt?token={user['token']}")
+    assert {v["id"] for v in tj["vector_layers"]} == {"party_orgs", "party_links"}
+    portal = next(u for u in served_db[1].values() if u["role"] == "portal")
+    tj = httpx.get(f"{server_nocache.url}/tiles/people/tilejson.json", params={"token": portal["token"]}).json()
+    assert set(tj["vector_layers"][0]["fields"]) == {"code", "name", "population", "registered", "floating", "age_60_79",
+                                                      "age_80_plus", "households"}
