@@ -320,7 +320,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
     @app.post("/metrics", summary="Indicators and resources of a drawn area, clipped to the user's scope",
               openapi_extra={"requestBody": {"required": True,
                                              "content": {"application/json": {"schema": POLYGON_SCHEMA}}}})
-    async def area_metrics(request: Request, page: int = Query(1, ge=1), size: int = Query(50, ge=1, le=500),
+    async def area_metrics(request: Request, page: int = Query(1, ge=1, le=100_000), size: int = Query(50, ge=1, le=500),
                            scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
         head = request.headers.get("content-length")
@@ -354,7 +354,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
     def event_list(request: Request, status: Optional[str] = None,
                    cls: Optional[str] = Query(None, alias="class"), unit: Optional[str] = None,
                    overdue: Optional[bool] = None, since: Optional[datetime] = None,
-                   until: Optional[datetime] = None, page: int = Query(1, ge=1),
+                   until: Optional[datetime] = None, page: int = Query(1, ge=1, le=100_000),
                    size: int = Query(50, ge=1, le=500), scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
         out = queries.events(svc.db, scope, svc.clock(), status=status, cls=cls, unit=unit, overdue=overdue,

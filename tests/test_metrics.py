@@ -1,0 +1,178 @@
+"""Indicators served over HTTP equal the same numbers computed independently with GeoPandas.
+
+The independent side places every row by its own spatial join of points with the grid polygons (not the
+placement codes ingest wrote) and computes each indicator in pandas, from the definitions in the issue.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import geopandas as gpd
+import httpx
+import pandas as pd
+import pytest
+import shapely
+
+import brain
+from brain.model import LEVELS, VOCABS
+from conftest import AS_OF
+
+ASOF = pd.Timestamp(AS_OF)
+RESPOND, CLOSE = pd.Timedelta(hours=2), pd.Timedelta(hours=24)
+
+
+@pytest.fixture(scope="module")
+def frames(served_db):
+    """Every table as a GeoDataFrame, each row placed by a spatial join of its point with the grids."""
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    units = db.frame("SELECT code, level, grid_code, community_code, street_code, district_code, "
+                     "ST_AsWKB(geom) AS wkb FROM admin_units")
+    grids = gpd.GeoDataFrame(units[units.level == "grid"][["code", "community_code", "street_code",
+                                                            "district_code"]].rename(columns={"code": "grid_code"}),
+                             geometry=shapely.from_wkb(units[units.level == "grid"].wkb.map(bytes)), crs=4326)
+    out = {}
+    for table in ("people", "buildings", "organisations", "events", "party_members", "devices"):
+        df = db.frame(f"SELECT * EXCLUDE (geom, geom_3857, grid_code, community_code, street_code, district_code) "
+                      f"FROM {table}")
+        pts = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df.lon, df.lat), crs=4326)
+        placed = gpd.sjoin(pts, grids, predicate="intersects", how="left").drop_duplicates("id")
+        assert placed.grid_code.notna().all(), f"{table}: a row outside every grid"
+        out[table] = placed
+    db.close()
+    p = out["people"]
+    p = p[p.household_id.notna() & (p.household_id != "")]
+    households = p.sort_values("id").drop_duplicates("household_id")
+    linked = {h.strip() for v in out["party_members"].linked_households.dropna() for h in v.split(";") if h.strip()}
+    out["households"] = households.assign(linked=households.household_id.isin(linked))
+    out["_units"] = units
+    return out
+
+
+def expected(f: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """The indicators of rows already cut to an area, computed in pandas."""
+    p, b, o, e, m, d, h = (f[t] for t in ("people", "buildings", "organisations", "events", "party_members",
+                                           "devices", "households"))
+    v: dict[str, float] = {"population": len(p), "registered": int((p.residence == "registered").sum()),
+                           "floating": int((p.residence == "floating").sum())}
+    bd = pd.to_datetime(p.birth_date)
+    for lo, hi in ((0, 15), (15, 35), (35, 60), (60, 80), (80, None)):
+        ok = bd <= ASOF - pd.DateOffset(years=lo)
+        if hi:
+            ok &= bd > ASOF - pd.DateOffset(years=hi)
+        v[f"age_{lo}_{hi - 1}" if hi else f"age_{lo}_plus"] = int(ok.sum())
+    for code in VOCABS["special_group"]:
+        v[f"group_{code}"] = int(p.special_groups.fillna("").str.contains(code).sum())
+    v["households"], v["households_linked"] = len(h), int(h.linked.sum())
+    v["party_link_share"] = h.linked.mean() if len(h) else None
+    v["buildings"], v["rented_buildings"] = len(b), int((b.rented == True).sum())  # noqa: E712 (NULL ≠ False)
+    v["buildings_without_fire_facilities"] = int((b.fire_facilities == False).sum())  # noqa: E712
+    v["organisations"] = len(o)
+    for code in VOCABS["org_kind"]:
+        v[f"org_{code}"] = int((o.kind == code).sum())
+    v["active_enterprises"] = int(((o.kind == "enterprise") & (o.active == True)).sum())  # noqa: E712
+    v["events"] = len(e)
+    for code in VOCABS["event_class"]:
+        v[f"events_{code}"] = int((e["class"] == code).sum())
+    for code in VOCABS["event_status"]:
+        v[f"events_{code}"] = int((e.status == code).sum())
+    open_ = e.status.isin(["reported", "dispatched"])
+    v["open_events"] = int(open_.sum())
+    v["resolution_rate"] = e.status.isin(["resolved", "closed"]).mean() if len(e) else None
+    rep, dis = pd.to_datetime(e.reported_at), pd.to_datetime(e.dispatched_at)
+    done = pd.to_datetime(e.resolved_at).fillna(pd.to_datetime(e.closed_at))
+    v["median_respond_minutes"] = ((dis - rep).dt.total_seconds() / 60).median() if dis.notna().any() else None
+    v["median_close_hours"] = ((done - rep).dt.total_seconds() / 3600).median() if done.notna().any() else None
+    v["respond_on_time_rate"] = ((dis - rep)[dis.notna()] <= RESPOND).mean() if dis.notna().any() else None
+    v["close_on_time_rate"] = ((done - rep)[done.notna()] <= CLOSE).mean() if done.notna().any() else None
+    v["overdue_respond"] = int(((e.status == "reported") & dis.isna() & (ASOF - rep > RESPOND)).sum())
+    v["overdue_close"] = int((open_ & (ASOF - rep > CLOSE)).sum())
+    v["party_members"] = len(m)
+    v["cameras"] = int((d.kind == "camera").sum())
+    v["sensors"] = int((d.kind != "camera").sum())
+    v["sensors_in_alarm"] = int(((d.kind != "camera") & (d.status == "alarm")).sum())
+    v["devices_offline"] = int((d.status == "offline").sum())
+    return v
+
+
+def assert_same(got: dict, want: dict, where: str) -> None:
+    for name, w in want.items():
+        g = got[name]
+        if w is None or (isinstance(w, float) and w != w):
+            assert g is None, f"{where} {name}: served {g}, expected none"
+        elif isinstance(w, float):
+            assert g == pytest.approx(w, abs=1e-3), f"{where} {name}: served {g}, expected {w}"
+        else:
+            assert g == w, f"{where} {name}: served {g}, expected {w}"
+
+
+def cut(frames, mask_of) -> dict[str, pd.DataFrame]:
+    return {t: df[mask_of(df)] for t, df in frames.items() if not t.startswith("_")}
+
+
+def get(server, path, user, **kw):
+    r = httpx.get(server.url + path, headers={"Authorization": f"Bearer {user['token']}"}, timeout=30, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_unit_indicators_equal_geopandas(server, served_db, frames):
+    users = served_db[1]
+    analyst = next(u for u in users.values() if u["role"] == "district_analyst")
+    units = frames["_units"]
+    for code, level in zip(units.code, units.level):
+        want = expected(cut(frames, lambda df: df[f"{level}_code"] == code))
+        got = get(server, f"/units/{code}/metrics", analyst)
+        assert got["as_of"] == datetime.fromisoformat(AS_OF).isoformat()
+        assert_same(got["values"], want, code)
+        own = next((u for u in users.values() if u["unit"] == code and u["role"] != "portal"), None)
+        if own:  # the unit's own staff see the same numbers for their unit
+            assert get(server, f"/units/{code}/metrics", own)["values"] == got["values"]
+    assert expected(cut(frames, lambda df: df.district_code == "440199"))["population"] > 1000
+
+
+def test_portal_sees_small_counts_suppressed(server, served_db, frames):
+    portal = next(u for u in served_db[1].values() if u["role"] == "portal")
+    grid = sorted(frames["_units"][frames["_units"].level == "grid"].code)[0]
+    want = expected(cut(frames, lambda df: df.grid_code == grid))
+    got = get(server, f"/units/{grid}/metrics", portal)
+    small = {k for k, v in want.items() if isinstance(v, int) and 0 < v < 5}
+    assert small and small <= set(got["suppressed"])
+    assert all(got["values"][k] is None for k in small)
+    assert all(got["values"][k] == v for k, v in want.items() if isinstance(v, int) and (v == 0 or v >= 5))
+
+
+RECTS = [(113.300, 23.080, 113.320, 23.090), (113.31, 23.081, 113.325, 23.086), (113.305, 23.0835, 113.33, 23.088)]
+
+
+@pytest.mark.parametrize("rect", RECTS)
+def test_drawn_polygon_indicators_equal_geopandas_and_are_clipped_to_scope(server, served_db, frames, rect):
+    poly = shapely.box(*rect)
+    users = served_db[1]
+    analyst = next(u for u in users.values() if u["role"] == "district_analyst")
+    staff = sorted((u for u in users.values() if u["role"] == "community_staff"), key=lambda u: u["unit"])
+    for user in [analyst, *staff]:
+        level = user["level"]
+        r = httpx.post(server.url + "/metrics", json=shapely.geometry.mapping(poly), params={"size": 500},
+                       headers={"Authorization": f"Bearer {user['token']}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        want = expected(cut(frames, lambda df: df.within(poly) & (df[f"{level}_code"] == user["unit"])))
+        assert_same(got["values"], want, f"{user['unit']} {rect}")
+        res = got["resources"]
+        o, d = (cut(frames, lambda df: df.within(poly) & (df[f"{level}_code"] == user["unit"]))[t]
+                for t in ("organisations", "devices"))
+        assert res["total"] == len(o) + len(d)
+        assert {i["id"] for i in res["items"]} == set(o.id) | set(d.id)
+        kinds = [i["kind"] for i in res["items"]]
+        assert kinds[:kinds.count("service_centre")] == ["service_centre"] * kinds.count("service_centre")
+
+
+def test_ranking_equals_the_children_metrics(server, served_db, frames):
+    analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    for metric in ("population", "open_events", "resolution_rate"):
+        r = get(server, "/units/440199/ranking", analyst, params={"metric": metric})
+        for row in r["ranking"]:
+            want = expected(cut(frames, lambda df: df.street_code == row["code"]))[metric]
+            assert row["value"] == pytest.approx(want, abs=1e-3)
+    assert LEVELS[1] == r["level"]

@@ -1,0 +1,202 @@
+"""The HTTP service over a real socket: status codes, masking in JSON, the audit log, and a schemathesis run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+import brain
+from brain.model import ENTITIES
+from conftest import Server
+
+PERSONAL = {e.name: {f.name for f in e.fields if f.personal} for e in ENTITIES.values()}
+
+
+def user_of(served_db, role, index=0):
+    users = sorted((n, u) for n, u in served_db[1].items() if u["role"] == role)
+    return users[index][1]
+
+
+def get(srv, path, user=None, **params):
+    headers = {"Authorization": f"Bearer {user['token']}"} if user else {}
+    return httpx.get(srv.url + path, headers=headers, params=params or None, timeout=30)
+
+
+def assert_masked(drill: dict) -> None:
+    """A building drill-down without a personal field of any entity it lists."""
+    assert drill["households"] is None
+    for key, entity in (("organisations", "organisations"), ("events", "events")):
+        for row in drill[key] or []:
+            assert not PERSONAL[entity] & set(row), (entity, PERSONAL[entity] & set(row))
+
+
+def test_tokens_by_header_or_query_and_401_otherwise(server, served_db):
+    analyst = user_of(served_db, "district_analyst")
+    assert get(server, "/layers", analyst).status_code == 200
+    assert httpx.get(server.url + "/layers", params={"token": analyst["token"]}).status_code == 200
+    for r in (get(server, "/layers"), httpx.get(server.url + "/layers", params={"token": "nope"}),
+              httpx.get(server.url + "/tiles/units/10/1/1.mvt", headers={"Authorization": "Bearer nope"})):
+        assert r.status_code == 401 and "token" in r.json()["detail"]
+
+
+def test_layers_list_what_each_role_may_see(server, served_db):
+    got = {role: {l["id"]: l for l in get(server, "/layers", user_of(served_db, role)).json()}
+           for role in ("district_analyst", "street_staff", "portal")}
+    assert set(got["district_analyst"]) == {"units", "buildings", "people", "organisations", "party", "events",
+                                            "devices"}
+    people = got["district_analyst"]["people"]["parts"][0]
+    assert people["features_from_zoom"] == 16 and "id_number" in people["fields"]
+    assert got["street_staff"]["people"]["parts"][0]["features_from_zoom"] is None  # counts only
+    assert not PERSONAL["organisations"] & set(got["portal"]["organisations"]["parts"][0]["fields"])
+    assert not PERSONAL["events"] & set(got["street_staff"]["events"]["parts"][0]["fields"])
+    assert [p["name"] for p in got["portal"]["party"]["parts"]] == ["party_orgs"]
+
+
+@pytest.mark.parametrize("path,code", [
+    ("/tiles/nope/12/1/1.mvt", 404), ("/tiles/units/23/0/0.mvt", 400), ("/tiles/units/3/8/0.mvt", 400),
+    ("/tiles/units/3/-1/0.mvt", 400), ("/tiles/units/x/1/1.mvt", 422), ("/tiles/nope/tilejson.json", 404),
+    ("/units/000000/metrics", 404), ("/units/440199/ranking?metric=nope", 404), ("/buildings/nope", 404),
+    ("/events?status=lost", 400), ("/units?level=planet", 400), ("/events?size=100000", 422),
+])
+def test_bad_requests_get_a_4xx_with_a_message(server, served_db, path, code):
+    r = get(server, path, user_of(served_db, "district_analyst"))
+    assert r.status_code == code and r.json()["detail"]
+
+
+def test_outside_the_scope_is_403(server, served_db):
+    staff = user_of(served_db, "community_staff", 0)
+    other = user_of(served_db, "community_staff", 1)
+    assert get(server, f"/units/{staff['unit']}/metrics", staff).status_code == 200
+    for path in (f"/units/{other['unit']}/metrics", "/units/440199/metrics", f"/units/{other['unit']}/ranking",
+                 f"/events?unit={other['unit']}"):
+        r = get(server, path, staff)
+        assert r.status_code == 403 and "scope" in r.json()["detail"], path
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    outside = db.query("SELECT id FROM buildings WHERE community_code = ? LIMIT 1", [other["unit"]])[0][0]
+    db.close()
+    assert get(server, f"/buildings/{outside}", staff).status_code == 403
+    assert get(server, "/events", user_of(served_db, "portal")).status_code == 403
+
+
+def test_malformed_and_enormous_geojson_are_refused(server, served_db):
+    h = {"Authorization": f"Bearer {user_of(served_db, 'district_analyst')['token']}"}
+    ring = [[113.30, 23.08], [113.32, 23.08], [113.32, 23.09], [113.30, 23.09], [113.30, 23.08]]
+    cases = [(b"not json", 400), (b'{"type": "Point", "coordinates": [1, 2]}', 400),
+             (b'{"type": "Polygon", "coordinates": [[[1, 2]]]}', 400),
+             (b'{"type": "Polygon", "coordinates": "x"}', 400),
+             (json.dumps({"type": "Polygon", "coordinates": [[[500, 2], [501, 2], [501, 3], [500, 2]]]}).encode(), 400),
+             (json.dumps({"type": "Polygon", "coordinates": [[[1, 1], [2, 2], [3, 3], [1, 1]]]}).encode(), 400),
+             (b" " * 2_000_000, 413)]
+    big = [[113.3 + 0.02 * i / 30000, 23.08 + (i % 2) * 0.01] for i in range(30000)] + [[113.3, 23.08]]
+    cases.append((json.dumps({"type": "Polygon", "coordinates": [big]}).encode(), 413))
+    for body, code in cases:
+        r = httpx.post(server.url + "/metrics", content=body, headers=h, timeout=30)
+        assert r.status_code == code, (body[:60], r.text)
+        assert r.json()["detail"]
+    ok = httpx.post(server.url + "/metrics", json={"type": "Feature", "properties": {},
+                                                   "geometry": {"type": "Polygon", "coordinates": [ring]}}, headers=h)
+    assert ok.status_code == 200 and ok.json()["values"]["population"] > 0
+    bowtie = [[113.30, 23.08], [113.32, 23.09], [113.32, 23.08], [113.30, 23.09], [113.30, 23.08]]
+    assert httpx.post(server.url + "/metrics", json={"type": "Polygon", "coordinates": [bowtie]},
+                      headers=h).status_code == 200  # self-intersecting: repaired, not refused
+
+
+def test_building_drilldown_masks_fields_by_role(server, served_db):
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    staff = user_of(served_db, "community_staff")
+    bid = db.query("SELECT building_id FROM people WHERE community_code = ? GROUP BY 1 ORDER BY count(*) DESC "
+                   "LIMIT 1", [staff["unit"]])[0][0]
+    n = db.query("SELECT count(*) FROM people WHERE building_id = ?", [bid])[0][0]
+    street = next(u for u in served_db[1].values() if u["role"] == "street_staff"
+                  and staff["unit"].startswith(u["unit"]))
+    db.close()
+    full = get(server, f"/buildings/{bid}", staff).json()
+    residents = [p for h in full["households"] for p in h["residents"]]
+    assert len(residents) == n == full["summary"]["residents"]
+    assert {"name", "id_number", "phone"} <= set(residents[0])
+    masked = get(server, f"/buildings/{bid}", street).json()
+    assert masked["summary"]["residents"] == n and masked["events"] is not None
+    assert_masked(masked)
+    portal = get(server, f"/buildings/{bid}", user_of(served_db, "portal")).json()
+    assert_masked(portal)
+    assert portal["events"] is None
+    assert all(v is None or v == 0 or v >= 5 for v in portal["flags"]["special_groups"].values())
+
+
+def test_events_filters_and_paging(server, served_db):
+    analyst = user_of(served_db, "district_analyst")
+    street = user_of(served_db, "street_staff")
+    every = get(server, "/events", analyst, size=500, page=1).json()
+    total = every["total"]
+    pages = [get(server, "/events", analyst, size=100, page=p).json()["items"] for p in range(1, total // 100 + 2)]
+    ids = [e["id"] for page in pages for e in page]
+    assert len(ids) == len(set(ids)) == total
+    overdue = get(server, "/events", analyst, overdue="true", size=500).json()
+    assert overdue["total"] and all(e["overdue"] and e["status"] in ("reported", "dispatched")
+                                    for e in overdue["items"])
+    closed = get(server, "/events", street, status="closed", **{"class": "city"}, size=500).json()
+    assert closed["items"] and all(e["status"] == "closed" and e["class"] == "city" for e in closed["items"])
+    assert all("reporter_phone" not in e for e in closed["items"])
+    assert all(e["community_code"].startswith(street["unit"]) for e in closed["items"])
+    since = get(server, "/events", analyst, since="2026-09-01T00:00:00", size=500).json()
+    assert all(e["reported_at"] >= "2026-09-01" for e in since["items"])
+
+
+def test_ranking_orders_children(server, served_db):
+    analyst = user_of(served_db, "district_analyst")
+    r = get(server, "/units/440199/ranking", analyst, metric="open_events").json()
+    values = [x["value"] for x in r["ranking"]]
+    assert r["level"] == "street" and values == sorted(values, reverse=True) and sum(values) > 0
+    assert [x["rank"] for x in r["ranking"]] == list(range(1, len(values) + 1))
+    grid = next(u for u in served_db[1].values() if u["role"] == "grid_worker")
+    assert get(server, f"/units/{grid['unit']}/ranking", analyst).status_code == 400
+
+
+def test_every_request_is_audited(served_db, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    shutil.copy(served_db[0], path)
+    srv = Server(f"duckdb:///{path}")
+    staff = user_of(served_db, "community_staff")
+    try:
+        calls = [get(srv, "/layers", staff), get(srv, "/tiles/events/15/26736/14287.mvt", staff),
+                 get(srv, f"/units/{staff['unit']}/metrics", staff), get(srv, "/units/440199/metrics", staff),
+                 get(srv, "/layers"), get(srv, "/tiles/nope/1/1/1.mvt", staff)]
+    finally:
+        srv.stop()
+    db = brain.connect(f"duckdb:///{path}", read_only=True)
+    rows = db.query("SELECT user_name, endpoint, layer, target, status, features FROM audit_log "
+                    "WHERE endpoint <> '/health' ORDER BY ts")
+    db.close()
+    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404]
+    name = next(n for n, u in served_db[1].items() if u is staff)
+    assert [r[0] for r in rows] == [name] * 4 + [None, name]
+    assert rows[1][1:4] == ("/tiles/events/15/26736/14287.mvt", "events", "15/26736/14287")
+    assert rows[0][5] == len(calls[0].json())
+
+
+def test_no_request_the_schema_allows_gets_a_5xx(server, served_db):
+    """Schemathesis generates requests for every operation of /openapi.json; none may answer 5xx."""
+    from hypothesis import given
+
+    api = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    tokens = [user_of(served_db, r)["token"] for r in ("district_analyst", "community_staff", "portal")]
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) >= 10
+    calls = []
+    for op in operations:
+        for token in tokens:
+            @given(case=op.as_strategy())
+            @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            def run(case):
+                response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
+                calls.append(response.status_code)
+                assert response.status_code < 500, \
+                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+
+            run()
+    assert len(calls) > 100 and any(c == 200 for c in calls)
