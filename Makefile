@@ -7,12 +7,15 @@ BRAIN := $(VENV)/bin/brain
 STAMP := $(VENV)/.installed-stamp
 DB ?= duckdb:///data/brain.duckdb
 
-.PHONY: setup demo test sample bench bench-ingest clean help
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup demo test sample bench bench-ingest bench-tiles serve clean help
 
 help:
-	@echo "make demo   — set up, generate + ingest the sample district, print the report"
+	@echo "make demo   — set up, generate + ingest the sample district, create sample users, serve it (URLs printed)"
 	@echo "make test   — set up and run the whole test suite"
-	@echo "make bench  — benchmarks (bench/ingest.py: the large sample end to end)"
+	@echo "make bench  — benchmarks (bench/ingest.py, bench/tiles.py: the large sample end to end)"
 
 # Idempotent and quick when nothing changed: reinstalls only when pyproject.toml is newer than the stamp.
 setup: $(STAMP)
@@ -34,14 +37,26 @@ demo: sample
 	@echo "The one map's database: data/brain.duckdb (DuckDB + spatial). Report: data/report.json"
 	@echo "Quarantined rows, with reasons:  $(BRAIN) quarantine --db $(DB)"
 	@echo "Query it yourself:               $(PY) -c \"import brain; db = brain.connect('$(DB)'); print(db.frame('SELECT * FROM people LIMIT 5'))\""
+	@echo
+	$(BRAIN) users demo --db $(DB) --base-url http://$(HOST):$(PORT)
+	@echo
+	@echo "Tiles:      http://$(HOST):$(PORT)/tiles/{layer}/{z}/{x}/{y}.mvt?token=TOKEN   (layers: /layers?token=TOKEN)"
+	@echo "API docs:   http://$(HOST):$(PORT)/docs      Stop with Ctrl-C."
+	$(BRAIN) serve --db $(DB) --host $(HOST) --port $(PORT)
+
+serve: setup
+	$(BRAIN) serve --db $(DB) --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -q
 
-bench: bench-ingest
+bench: bench-ingest bench-tiles
 
 bench-ingest: setup
 	$(PY) bench/ingest.py
+
+bench-tiles: setup
+	$(PY) bench/tiles.py
 
 clean:
 	rm -rf data/brain.duckdb data/brain.duckdb.wal data/report.json .pytest_cache

@@ -30,3 +30,23 @@ def test_every_quarantine_reason_is_documented():
     assert len(reasons) >= 15
     for reason in reasons:
         assert f"`{reason}`" in README, reason
+
+
+def test_every_layer_endpoint_and_indicator_is_documented():
+    from brain.layers.catalog import CATALOG
+    from brain.metrics import INDICATORS
+    from brain.service import create_app
+
+    for layer in CATALOG.values():
+        assert f"`{layer.id}`" in README, layer.id
+        for part in layer.parts:
+            assert f"`{part.name}`" in README, part.name
+    patterns = ("group_", "org_", "industry_", "events_")
+    for name in INDICATORS:
+        if not name.startswith(patterns) or name == "events":
+            assert f"`{name}`" in README, name
+    documented = re.sub(r"\{[^}]*\}", "{}", README)
+    for route in create_app().routes:
+        path = re.sub(r"\{[^}]*\}", "{}", getattr(route, "path", ""))
+        if path and not path.startswith(("/docs", "/redoc")):
+            assert re.search(rf"[` ]{re.escape(path)}[`? ]", documented), path
