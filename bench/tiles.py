@@ -234,6 +234,7 @@ def main() -> None:
               f"{statistics.median(ms):>10.1f}{pct(ms, 95):>10.1f}{statistics.median(sql):>9.1f}{pct(sql, 95):>9.1f}"
               f"{over:>9.2f}{max(sizes) / 1024:>8.1f}")
 
+    drawn = {name: polygons(path, uu["unit"], uu["level"], 30, 11) for name, uu in users.items()}
     srv = Server(path)
     try:
         u = users["bench-community"]
@@ -246,7 +247,7 @@ def main() -> None:
         rps = n / args.seconds
         metric_ms = {}
         for name, uu in users.items():
-            polys = polygons(path, uu["unit"], uu["level"], 30, 11)
+            polys = drawn[name]
             ms = []
             with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {uu['token']}"}, timeout=60) as c:
                 for poly in polys:

@@ -50,7 +50,7 @@ def test_layers_list_what_each_role_may_see(server, served_db):
     assert set(got["district_analyst"]) == {"units", "buildings", "people", "organisations", "party", "events",
                                             "devices"}
     people = got["district_analyst"]["people"]["parts"][0]
-    assert people["features_from_zoom"] == 16 and "id_number" in people["fields"]
+    assert people["features_from_zoom"] == 17 and "name" in people["fields"]
     assert got["street_staff"]["people"]["parts"][0]["features_from_zoom"] is None  # counts only
     assert not PERSONAL["organisations"] & set(got["portal"]["organisations"]["parts"][0]["fields"])
     assert not PERSONAL["events"] & set(got["street_staff"]["events"]["parts"][0]["fields"])

@@ -208,13 +208,13 @@ def test_roles_get_the_fields_and_modes_their_role_allows(server, served_db, tru
     users = served_db[1]
     by_role = {u["role"]: u for u in users.values()}
     xmin, ymin, xmax, ymax = truth["bbox"]
-    t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 16)
-    people = {role: decode(fetch(server, by_role[role], "people", 16, t.x, t.y).content, 16, t.x, t.y)
+    t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 17)
+    people = {role: decode(fetch(server, by_role[role], "people", 17, t.x, t.y).content, 17, t.x, t.y)
               for role in ("district_analyst", "street_staff", "portal")}
     assert people["district_analyst"] and "name" in people["district_analyst"][0][2]
     assert all("id" not in p for _, _, p in people["street_staff"])  # no personal access: counts per grid
     assert all("id" not in p for _, _, p in people["portal"])
-    events = decode(fetch(server, by_role["street_staff"], "events", 16, t.x, t.y).content, 16, t.x, t.y)
+    events = decode(fetch(server, by_role["street_staff"], "events", 17, t.x, t.y).content, 17, t.x, t.y)
     assert events and all("reporter_phone" not in p and "id" in p for _, _, p in events)
     t12 = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 12)
     party = decode(fetch(server, by_role["portal"], "party", 12, t12.x, t12.y).content, 12, t12.x, t12.y)

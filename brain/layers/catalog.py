@@ -36,6 +36,8 @@ class Part:
     clip: bool = False  # geometries that can straddle a unit edge are clipped to the scope's unit
     aggregate: tuple[str, ...] = ()  # indicators served per grid when features are not (low zoom or role)
     id_column: str = "id"
+    minzoom: int = 0  # below it the part is left out of the tile (party links are unreadable when zoomed out)
+    zoom_filter: str = ""  # constant SQL over alias t with one `?` bound to the tile's zoom
 
     def field_type(self, name: str) -> str:
         """The model type of one field."""
@@ -68,6 +70,8 @@ class Layer:
 
     def mode(self, part: Part, scope: Scope, z: int) -> str | None:
         """'features', 'aggregate' or None (the part is not served to this scope at this zoom)."""
+        if z < part.minzoom:
+            return None
         if z >= self.detail_zoom and allowed(scope, "read-features", part.table):
             return "features"
         if part.aggregate and allowed(scope, "read-aggregates", part.table):
@@ -88,41 +92,48 @@ STATUS_COLORS = {"reported": "#d62728", "dispatched": "#ff7f0e", "resolved": "#2
 CATALOG: dict[str, Layer] = {layer.id: layer for layer in (
     Layer("units", "行政区划 admin units", "District, streets, communities and grids with their codes.",
           (Part("units", "admin_units", "polygon", ("code", "name", "level", "parent_code", "area_m2"),
-                id_column="code"),),
+                id_column="code",
+                # grids from z13 and communities from z11: 1,440 grid outlines at z10 are noise and 100 ms
+                zoom_filter="CASE t.level WHEN 'grid' THEN 13 WHEN 'community' THEN 11 ELSE 0 END <= ?"),),
           minzoom=8, maxzoom=18,
           style={"kind": "line", "color": "#3b6ea8", "by": "level",
                  "width": {"district": 3, "street": 2.5, "community": 1.5, "grid": 0.7}}),
     Layer("buildings", "房屋 buildings", "Building footprints with use, floors, rented and fire facilities.",
           (Part("buildings", "buildings", "polygon", _fields("buildings", "addr_key"), clip=True,
                 aggregate=("buildings", "rented_buildings")),),
-          minzoom=10, maxzoom=18, detail_zoom=14,
+          minzoom=10, maxzoom=18, detail_zoom=15,
           style={"kind": "fill", "color": "#9e9e9e", "by": "use",
                  "colors": {"residential": "#c9b79c", "commercial": "#e39d6b", "office": "#8fa8c8",
                             "industrial": "#a58fbf", "public": "#8cc08c", "mixed": "#d8c36a"}}),
     Layer("people", "人口 people", "Residents at their building; counts per grid below the detail zoom.",
-          (Part("people", "people", "point", _fields("people"),
+          # the tile carries what a map styles and labels by; the full record is the drill-down's
+          (Part("people", "people", "point", ("name", "gender", "birth_date", "residence", "household_id",
+                                               "building_id", "special_groups"),
                 aggregate=("population", "registered", "floating", "age_60_79", "age_80_plus", "households")),),
-          minzoom=10, maxzoom=18, detail_zoom=16,
+          minzoom=10, maxzoom=18, detail_zoom=17,
           style={"kind": "circle", "color": "#1f77b4", "by": "residence",
                  "colors": {"registered": "#1f77b4", "floating": "#ff7f0e"}, "aggregate_by": "population"}),
     Layer("organisations", "组织 organisations", "Enterprises, schools, canteens and social organisations.",
           (Part("organisations", "organisations", "point", _fields("organisations"),
-                where="t.kind NOT IN ('party_org', 'service_centre')"),),
-          minzoom=10, maxzoom=18,
+                where="t.kind NOT IN ('party_org', 'service_centre')",
+                aggregate=("organisations", "active_enterprises")),),
+          minzoom=10, maxzoom=18, detail_zoom=14,
           style={"kind": "circle", "color": "#8c564b", "by": "kind",
                  "colors": {"enterprise": "#8c564b", "school": "#17becf", "canteen": "#bcbd22",
                             "social_org": "#e377c2"}}),
     Layer("party", "党建 party", "Party organisations, party-mass service centres, and member ↔ household links.",
           (Part("party_orgs", "organisations", "point", _fields("organisations"),
                 where="t.kind IN ('party_org', 'service_centre')"),
-           Part("party_links", "party_links", "line", ("organisation_id", "household_id"), clip=True)),
+           Part("party_links", "party_links", "line", ("organisation_id", "household_id"), clip=True,
+                minzoom=15)),
           minzoom=10, maxzoom=18,
           style={"kind": "circle", "color": "#c00000", "by": "kind",
                  "colors": {"party_org": "#c00000", "service_centre": "#ff4d4d"}, "line_color": "#c00000"}),
     Layer("events", "事件 events", "Appeals and incidents by class and status; counts per grid when zoomed out.",
-          (Part("events", "events", "point", _fields("events"),
+          (Part("events", "events", "point", ("class", "type", "status", "reported_at", "channel",
+                                               "reporter_phone"),
                 aggregate=("events", "open_events", "overdue_respond", "overdue_close", "resolution_rate")),),
-          minzoom=10, maxzoom=18, detail_zoom=14,
+          minzoom=10, maxzoom=18, detail_zoom=15,
           style={"kind": "circle", "color": "#d62728", "by": "status", "colors": STATUS_COLORS,
                  "aggregate_by": "open_events"}),
     Layer("devices", "物联感知 devices", "Cameras and monitoring stations, with sensors in alarm.",

@@ -123,6 +123,7 @@ class TileSource:
             "unit": [scope.user.unit_code],
             "clock": [clock.as_of, clock.respond_s, clock.close_s],
             "floor": [scope.user.role.min_count],
+            "z": [z],
         }
         chunks, count = [], 0
         for part in layer.parts:

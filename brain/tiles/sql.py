@@ -48,6 +48,8 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
             scope_cte = (", s AS MATERIALIZED (SELECT geom_3857 AS g FROM admin_units WHERE code = ?)")
             geom = "CASE WHEN ST_Within(t.geom_3857, s.g) THEN t.geom_3857 ELSE ST_Intersection(t.geom_3857, s.g) END"
         where = f" AND ({part.where})" if part.where else ""
+        if part.zoom_filter:
+            where += f" AND ({part.zoom_filter})"
         props = ", ".join(["'id': f.id"] + [f"{_q_str(f)}: f.{quote_ident(f)}" for f in fields])
         sql = (
             f"WITH hits AS MATERIALIZED (SELECT * FROM {quote_ident(part.table)} t "
@@ -58,7 +60,7 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
             + (f", {cols}" if cols else "")
             + f" FROM hits t{', s' if clip else ''} WHERE t.{scope_col} = ?) f WHERE f.mvtgeom IS NOT NULL"
         )
-        names = ("qenv",) + (("unit",) if clip else ()) + ("env", "unit")
+        names = ("qenv",) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ()) + ("env", "unit")
         return TileQuery(sql, names)
     # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators
     inds = [INDICATORS[n] for n in part.aggregate]
