@@ -83,7 +83,9 @@ class DuckDBBackend:
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
-            raise BackendError(f"cannot open {self.path}: {exc}") from exc
+            hint = (" — another process (a running `brain serve`?) holds it: DuckDB lets one process write a file, "
+                    "so stop that process first") if "lock" in str(exc).lower() else ""
+            raise BackendError(f"cannot open {self.path}: {exc}{hint}") from exc
         # One cursor (a connection to the same database) per thread: the service's worker threads run their
         # queries in parallel instead of queueing on one connection, which is not thread-safe.
         self._local = threading.local()

@@ -6,7 +6,6 @@ render. Domain errors map to HTTP codes in one table (ERRORS); every request is 
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from contextlib import asynccontextmanager
@@ -282,14 +281,15 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         svc = _service(request)
         clock = svc.clock()
         t = svc.tiles.cached(layer, scope, z, x, y, clock)
+        hit = t is not None
         if t is None:
             t = await to_thread.run_sync(svc.tiles.tile, layer, scope, z, x, y, clock)
         _audit(request, layer=layer, target=f"{z}/{x}/{y}", features=t.features)
-        headers = {"X-Cache": "HIT" if t.cached else "MISS", "X-Features": str(t.features),
+        headers = {"X-Cache": "HIT" if hit else "MISS", "X-Features": str(t.features),
                    "Cache-Control": "private, max-age=60", "Vary": "Authorization"}
         data = t.data
-        if "gzip" in request.headers.get("accept-encoding", "") and data:
-            data = t.gzipped if t.gzipped is not None else gzip.compress(data, 5)
+        if data and "gzip" in request.headers.get("accept-encoding", ""):
+            data = t.gzip()
             headers["Content-Encoding"] = "gzip"
         return Response(data, media_type=MVT, headers=headers)
 

@@ -27,12 +27,17 @@ MAX_ZOOM = 22
 
 @dataclass
 class Tile:
-    """What one tile request returns: MVT bytes, the number of features, whether it came from the cache."""
+    """One rendered tile: MVT bytes and the number of features (what the cache holds)."""
 
     data: bytes
     features: int
-    cached: bool
     gzipped: bytes | None = None  # filled the first time a client asks for gzip, then kept with the tile
+
+    def gzip(self) -> bytes:
+        """The tile gzipped (compressed once, on the first request that asks)."""
+        if self.gzipped is None:
+            self.gzipped = gzip.compress(self.data, 5)
+        return self.gzipped
 
 
 def check_tile(z: int, x: int, y: int) -> None:
@@ -90,24 +95,21 @@ class TileSource:
             return None
         key = self._key(layer, scope, z, x, y, clock)
         with self._lock:
-            hit = self._cache.get(key)
-        return Tile(hit.data, hit.features, True, hit.gzipped) if hit is not None else None
+            return self._cache.get(key)
 
     def tile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
-        """One tile of one layer as this scope may see it."""
+        """One tile of one layer as this scope may see it (from the cache when there)."""
         check_tile(z, x, y)
         layer = self.layer(layer_id, scope)
         if not layer.minzoom <= z <= layer.maxzoom:
-            return Tile(b"", 0, False)
+            return Tile(b"", 0)
         key = self._key(layer, scope, z, x, y, clock)
         if self._cache is not None:
             with self._lock:
                 hit = self._cache.get(key)
             if hit is not None:
-                return Tile(hit.data, hit.features, True, hit.gzipped)
+                return hit
         tile = self.render(layer, scope, z, x, y, clock)
-        if tile.data:
-            tile.gzipped = gzip.compress(tile.data, 5)
         if self._cache is not None:
             with self._lock:
                 self._cache[key] = tile
@@ -137,7 +139,7 @@ class TileSource:
             if n:
                 chunks.append(bytes(data))
                 count += int(n)
-        return Tile(b"".join(chunks), count, False)
+        return Tile(b"".join(chunks), count)
 
     def clear(self) -> None:
         """Drop every cached tile."""
