@@ -12,7 +12,7 @@ from typing import Any
 from brain.backend import Backend, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
 from brain.metrics import OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
-from brain.model import ENTITIES, LEVELS, VOCABS
+from brain.model import LEVELS, VOCABS
 from brain.scope import Scope, allowed, scope_filter, visible_fields
 
 
@@ -158,8 +158,3 @@ def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None
                       f"t.community_code {body} ORDER BY t.reported_at DESC, t.id LIMIT ? OFFSET ?",
                   allp + [size, (page - 1) * size])
     return {"total": int(total), "page": page, "size": size, "as_of": clock.as_of.isoformat(), "items": items}
-
-
-def entity_fields(scope: Scope, entity: str) -> list[str]:
-    """Fields of an entity this scope reads (for API docs and the dashboards' column lists)."""
-    return visible_fields(scope, ENTITIES[entity])

@@ -14,11 +14,10 @@ from typing import Any, Optional
 
 import shapely
 from anyio import to_thread
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyQuery, HTTPBearer
-from fastapi import Depends
 from shapely.geometry import shape
 
 from brain import queries
@@ -56,19 +55,20 @@ class Service:
         self.audit = AuditLog(db, settings.audit_flush_seconds)
         self._users: dict[str, tuple[float, Any]] = {}
 
+    def cached_user(self, token: str | None):
+        """The user of a token seen less than AUTH_TTL seconds ago, without touching the database."""
+        hit = self._users.get(hash_token(token)) if token else None
+        return hit[1] if hit and time.monotonic() - hit[0] < AUTH_TTL else None
+
     def user(self, token: str | None):
-        """The user holding a token (cached for AUTH_TTL seconds), or NotAuthenticated."""
+        """The user holding a token (looked up, then cached for AUTH_TTL seconds), or NotAuthenticated."""
         if not token:
             raise NotAuthenticated("no token: send `Authorization: Bearer TOKEN` or add ?token=TOKEN "
                                    "(create one with `brain users add`)")
-        key = hash_token(token)
-        hit = self._users.get(key)
-        now = time.monotonic()
-        if hit and now - hit[0] < AUTH_TTL:
-            user = hit[1]
-        else:
+        user = self.cached_user(token)
+        if user is None:
             user = authenticate(self.db, token)
-            self._users[key] = (now, user)
+            self._users[hash_token(token)] = (time.monotonic(), user)
         if user is None:
             raise NotAuthenticated("unknown or disabled token")
         return user
@@ -86,12 +86,7 @@ async def scope_of(request: Request, cred=Depends(bearer), token: Optional[str] 
     """The Scope of the request's token (header first, then ?token=)."""
     svc = _service(request)
     tok = cred.credentials if cred else token
-    key = hash_token(tok) if tok else None
-    hit = svc._users.get(key) if key else None
-    if hit and time.monotonic() - hit[0] < AUTH_TTL and hit[1] is not None:
-        user = hit[1]
-    else:
-        user = await to_thread.run_sync(svc.user, tok)
+    user = svc.cached_user(tok) or await to_thread.run_sync(svc.user, tok)
     request.state.user = user
     return Scope(user)
 

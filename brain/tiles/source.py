@@ -93,26 +93,21 @@ class TileSource:
         layer = self.layer(layer_id, scope)
         if self._cache is None or not layer.minzoom <= z <= layer.maxzoom:
             return None
-        key = self._key(layer, scope, z, x, y, clock)
         with self._lock:
-            return self._cache.get(key)
+            return self._cache.get(self._key(layer, scope, z, x, y, clock))
 
     def tile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
         """One tile of one layer as this scope may see it (from the cache when there)."""
-        check_tile(z, x, y)
-        layer = self.layer(layer_id, scope)
+        hit = self.cached(layer_id, scope, z, x, y, clock)
+        if hit is not None:
+            return hit
+        layer = self.catalog[layer_id]
         if not layer.minzoom <= z <= layer.maxzoom:
             return Tile(b"", 0)
-        key = self._key(layer, scope, z, x, y, clock)
-        if self._cache is not None:
-            with self._lock:
-                hit = self._cache.get(key)
-            if hit is not None:
-                return hit
         tile = self.render(layer, scope, z, x, y, clock)
         if self._cache is not None:
             with self._lock:
-                self._cache[key] = tile
+                self._cache[self._key(layer, scope, z, x, y, clock)] = tile
         return tile
 
     def render(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
