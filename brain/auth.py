@@ -41,7 +41,8 @@ USERS_DDL = """CREATE TABLE IF NOT EXISTS users (
     unit_code VARCHAR NOT NULL,
     token_hash VARCHAR NOT NULL,
     created_at TIMESTAMP,
-    disabled BOOLEAN DEFAULT false
+    disabled BOOLEAN DEFAULT false,
+    password_hash VARCHAR
 )"""
 
 
@@ -80,9 +81,76 @@ def add_user(db: Backend, name: str, role: str, unit_code: str) -> str:
     if db.query("SELECT 1 FROM users WHERE name = ?", [name]):
         raise AuthError(f"user {name!r} exists: remove it first or pick another name")
     token = secrets.token_urlsafe(32)
-    db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, false)", [name, role, unit_code, hash_token(token),
-                                                                   datetime.now()])
+    db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, false, NULL)",
+               [name, role, unit_code, hash_token(token), datetime.now()])
     return token
+
+
+def _scrypt(password: str, salt: bytes) -> str:
+    # scrypt (memory-hard, in the standard library): people choose passwords, so a fast hash is not enough
+    return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1).hex()
+
+
+def set_password(db: Backend, name: str, password: str) -> None:
+    """Let a user also sign in to the dashboards by name and password (stored as salted scrypt)."""
+    if len(password) < 8:
+        raise AuthError("a password needs at least 8 characters")
+    db.execute(USERS_DDL)
+    if not db.query("SELECT 1 FROM users WHERE name = ?", [name]):
+        raise AuthError(f"no user {name!r}: create it with `brain users add` first")
+    salt = secrets.token_bytes(16)
+    db.execute("UPDATE users SET password_hash = ? WHERE name = ?", [salt.hex() + "$" + _scrypt(password, salt), name])
+
+
+def check_password(db: Backend, name: str, password: str) -> bool:
+    """Whether `password` is the user's (constant-time comparison; False for users without one)."""
+    db.execute(USERS_DDL)
+    rows = db.query("SELECT password_hash FROM users WHERE name = ? AND NOT disabled", [name])
+    if not rows or not rows[0][0]:
+        return False
+    salt, digest = rows[0][0].split("$", 1)
+    return secrets.compare_digest(digest, _scrypt(password, bytes.fromhex(salt)))
+
+
+def user_by_name(db: Backend, name: str) -> User | None:
+    """The user of a name (after a password check), or None."""
+    rows = db.query("""SELECT u.name, u.role, u.unit_code, a.level FROM users u
+                       JOIN admin_units a ON a.code = u.unit_code WHERE u.name = ? AND NOT u.disabled""", [name])
+    if not rows:
+        return None
+    name, role, unit, level = rows[0]
+    return User(name, ROLES[role], unit, level)
+
+
+SESSIONS_DDL = """CREATE TABLE IF NOT EXISTS sessions (
+    id_hash VARCHAR PRIMARY KEY,
+    user_name VARCHAR NOT NULL,
+    created_at TIMESTAMP
+)"""
+
+
+def create_session(db: Backend, user: User) -> str:
+    """A new dashboard session of a signed-in user; returns the secret for the cookie (stored hashed)."""
+    db.execute(SESSIONS_DDL)
+    sid = secrets.token_urlsafe(32)
+    db.execute("INSERT INTO sessions VALUES (?, ?, ?)", [hash_token(sid), user.name, datetime.now()])
+    return sid
+
+
+def session_user(db: Backend, sid: str | None) -> User | None:
+    """The user of a session cookie, or None."""
+    if not sid:
+        return None
+    db.execute(SESSIONS_DDL)
+    rows = db.query("SELECT user_name FROM sessions WHERE id_hash = ?", [hash_token(sid)])
+    return user_by_name(db, rows[0][0]) if rows else None
+
+
+def end_session(db: Backend, sid: str | None) -> None:
+    """Sign out: the session cookie stops working."""
+    if sid:
+        db.execute(SESSIONS_DDL)
+        db.execute("DELETE FROM sessions WHERE id_hash = ?", [hash_token(sid)])
 
 
 def authenticate(db: Backend, token: str | None) -> User | None:

@@ -224,6 +224,19 @@ def users_list(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HEL
     console.print(table)
 
 
+@users_app.command("passwd")
+def users_passwd(name: str = typer.Argument(...),
+                 password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                              help="At least 8 characters (prompted when not given)"),
+                 db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """Set a password, so the user can also sign in to the dashboards by name and password."""
+    from brain.auth import set_password
+
+    with _database(db) as backend:
+        set_password(backend, name, password)
+    console.print(f"password of {name} set")
+
+
 @users_app.command("remove")
 def users_remove(name: str = typer.Argument(...),
                  db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:

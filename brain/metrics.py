@@ -178,8 +178,10 @@ class Area:
     polygon: Any = None
 
     def sql(self, alias: str = "t") -> tuple[str, list]:
-        """Predicate keeping rows whose point lies in the area (bbox first, so only candidates are tested)."""
+        """Predicate keeping the rows of the area: its unit's code, or a point inside the polygon (bbox first)."""
         a = quote_ident(alias)
+        if self.unit is not None:
+            return f"{a}.{quote_ident(self.level + '_code')} = ?", [self.unit]
         if self.polygon is None:
             return "true", []
         xmin, ymin, xmax, ymax = self.polygon.bounds
@@ -224,9 +226,6 @@ def _table_query(table: str, names: list[str], scope: Scope, area: Area, clock: 
     area_sql, area_params = area.sql("t")
     where = [scope_sql, area_sql]
     params = clock_params + scope_params + area_params
-    if area.unit is not None:
-        where.append(f"t.{quote_ident(area.level + '_code')} = ?")
-        params.append(area.unit)
     head = f"t.{quote_ident(group_by)}, " if group_by else ""
     tail = " GROUP BY 1" if group_by else ""
     return (f"SELECT {head}{exprs} FROM {quote_ident(table)} t, {clock_sql} WHERE "
@@ -263,9 +262,6 @@ def _breakdown(db: Backend, scope: Scope, area: Area, table: str, column: str, t
     scope_sql, scope_params = scope_filter(scope, "t")
     area_sql, area_params = area.sql("t")
     where, params = [scope_sql, area_sql], scope_params + area_params
-    if area.unit is not None:
-        where.append(f"t.{quote_ident(area.level + '_code')} = ?")
-        params.append(area.unit)
     col = f"t.{quote_ident(column)}"
     rows = db.query(f"SELECT coalesce({col}, '?') AS k, count(*) AS n FROM {quote_ident(table)} t WHERE "
                     + " AND ".join(where) + f" GROUP BY 1 ORDER BY n DESC, k LIMIT {int(top)}", params)

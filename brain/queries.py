@@ -158,3 +158,35 @@ def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None
                       f"t.community_code {body} ORDER BY t.reported_at DESC, t.id LIMIT ? OFFSET ?",
                   allp + [size, (page - 1) * size])
     return {"total": int(total), "page": page, "size": size, "as_of": clock.as_of.isoformat(), "items": items}
+
+
+def save_layout(db: Backend, user_name: str, layout: dict) -> None:
+    """Keep a user's dashboard page (widgets and their places) for their next sign-in (千人千面)."""
+    db.execute("INSERT INTO user_layouts VALUES (?, ?, ?) ON CONFLICT (user_name) DO UPDATE SET "
+               "layout = excluded.layout, updated_at = excluded.updated_at",
+               [user_name, json.dumps(layout, ensure_ascii=False), datetime.now()])
+
+
+def load_layout(db: Backend, user_name: str) -> dict | None:
+    """The dashboard page a user saved, or None."""
+    rows = db.query("SELECT layout FROM user_layouts WHERE user_name = ?", [user_name])
+    return json.loads(rows[0][0]) if rows else None
+
+
+def events_by_month(db: Backend, scope: Scope, area) -> list[dict[str, Any]]:
+    """Events of an area per month of report and status (for the events-over-time widget)."""
+    where, params = scope_filter(scope, "t")
+    area_sql, area_params = area.sql("t")
+    conds, params = [where, area_sql], params + area_params
+    rows = db.query("SELECT strftime(date_trunc('month', t.reported_at), '%Y-%m') AS m, t.status, count(*) "
+                    "FROM events t WHERE " + " AND ".join(conds) + " GROUP BY 1, 2 ORDER BY 1, 2", params)
+    return [{"month": m, "status": s, "count": int(n)} for m, s, n in rows]
+
+
+def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[dict[str, Any]]:
+    """Sensors in alarm inside an area and the scope."""
+    where, params = scope_filter(scope, "t")
+    area_sql, area_params = area.sql("t")
+    conds, params = [where, area_sql, "t.status = 'alarm'"], params + area_params
+    return _rows(db, "SELECT t.id, t.name, t.kind, t.lon, t.lat FROM devices t WHERE " + " AND ".join(conds)
+                 + " ORDER BY t.id LIMIT ?", params + [limit])

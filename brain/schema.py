@@ -79,6 +79,11 @@ SUPPORT = [
         status INTEGER,
         ms DOUBLE
     )""",
+    """CREATE TABLE IF NOT EXISTS user_layouts (
+        user_name VARCHAR PRIMARY KEY,
+        layout VARCHAR NOT NULL,
+        updated_at TIMESTAMP
+    )""",
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 ]
 

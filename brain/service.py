@@ -22,7 +22,7 @@ from shapely.geometry import shape
 
 from brain import queries
 from brain.audit import AuditLog
-from brain.auth import authenticate, hash_token
+from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
 from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, TooLarge
 from brain.layers import derive
@@ -36,6 +36,7 @@ from brain.tiles.source import TileSource
 ERRORS: dict[type[BrainError], int] = {
     NotAuthenticated: 401, Forbidden: 403, NotFound: 404, BadRequest: 400, TooLarge: 413, BrainError: 400,
 }
+SESSION_COOKIE = "brain_session"
 AUTH_TTL = 5.0  # seconds a token → user lookup is reused; a removed user stops working within this
 MVT = "application/vnd.mapbox-vector-tile"
 JSON_TYPES = {"VARCHAR": "String", "BIGINT": "Number", "DOUBLE": "Number", "BOOLEAN": "Boolean"}
@@ -55,23 +56,29 @@ class Service:
         self.audit = AuditLog(db, settings.audit_flush_seconds)
         self._users: dict[str, tuple[float, Any]] = {}
 
-    def cached_user(self, token: str | None):
-        """The user of a token seen less than AUTH_TTL seconds ago, without touching the database."""
-        hit = self._users.get(hash_token(token)) if token else None
+    def cached_user(self, secret: str | None):
+        """The user of a token or session seen less than AUTH_TTL seconds ago, without touching the database."""
+        hit = self._users.get(hash_token(secret)) if secret else None
         return hit[1] if hit and time.monotonic() - hit[0] < AUTH_TTL else None
 
-    def user(self, token: str | None):
-        """The user holding a token (looked up, then cached for AUTH_TTL seconds), or NotAuthenticated."""
-        if not token:
+    def user(self, token: str | None = None, session: str | None = None):
+        """The user holding an API token or a dashboard session (cached for AUTH_TTL s), or NotAuthenticated."""
+        secret = token or session
+        if not secret:
             raise NotAuthenticated("no token: send `Authorization: Bearer TOKEN` or add ?token=TOKEN "
                                    "(create one with `brain users add`)")
-        user = self.cached_user(token)
+        user = self.cached_user(secret)
         if user is None:
-            user = authenticate(self.db, token)
-            self._users[hash_token(token)] = (time.monotonic(), user)
+            user = authenticate(self.db, token) if token else session_user(self.db, session)
+            self._users[hash_token(secret)] = (time.monotonic(), user)
         if user is None:
-            raise NotAuthenticated("unknown or disabled token")
+            raise NotAuthenticated("unknown or disabled token" if token else "session ended: sign in again")
         return user
+
+    def forget(self, secret: str | None) -> None:
+        """Drop a token or session from the auth cache (sign-out)."""
+        if secret:
+            self._users.pop(hash_token(secret), None)
 
     def clock(self) -> Clock:
         """The clock indicators of this request are computed against."""
@@ -85,8 +92,10 @@ def _service(request: Request) -> Service:
 async def scope_of(request: Request, cred=Depends(bearer), token: Optional[str] = Depends(token_query)) -> Scope:
     """The Scope of the request's token (header first, then ?token=)."""
     svc = _service(request)
+    # header, then ?token=, then the dashboards' session cookie (the map fetches tiles with it)
     tok = cred.credentials if cred else token
-    user = svc.cached_user(tok) or await to_thread.run_sync(svc.user, tok)
+    sid = None if tok else request.cookies.get(SESSION_COOKIE)
+    user = svc.cached_user(tok or sid) or await to_thread.run_sync(svc.user, tok, sid)
     request.state.user = user
     return Scope(user)
 
@@ -357,4 +366,12 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         _audit(request, layer="events", target=unit, features=len(out["items"]))
         return out
 
+    if settings.dashboards:
+        # The dashboards are assembled here, not imported by the library: brain.* imports without Dash.
+        from a2wsgi import WSGIMiddleware
+
+        from dashboards import create_dash
+
+        dash_app = create_dash(lambda: app.state.service, settings.basemap_url)
+        app.mount("/", WSGIMiddleware(dash_app.server))
     return app

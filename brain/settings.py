@@ -26,5 +26,7 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     audit_flush_seconds: float = 0.5
     portal_min_count: int = 5
+    dashboards: bool = True
+    """Serve the Dash apps at / in the same process (BRAIN_DASHBOARDS=0 serves the API alone)."""
     basemap_url: str | None = None
     """An online raster basemap template ({z}/{x}/{y}); never required, the map draws our own units."""

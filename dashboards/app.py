@@ -1,0 +1,456 @@
+"""The one-map command view (一张图) and, for community staff, the same app fitted to their community.
+
+Callbacks are thin: they read the signed-in user from the session cookie, build the same Scope the HTTP
+service builds, call brain's library (metrics, queries, catalog) and render. No SQL and no permission rule
+lives here; the map's vector tiles come from the service's /tiles endpoint with the same session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import dash
+import dash_leaflet as dl
+import dash_snap_grid as dsg
+import flask
+import plotly.graph_objects as go
+import shapely
+from dash import ALL, Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+from shapely.geometry import shape
+
+from brain import queries
+from brain.auth import check_password, create_session, end_session, user_by_name
+from brain.errors import BrainError
+from brain.layers.catalog import CATALOG
+from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
+from brain.model import LEVEL_LABELS, LEVELS
+from brain.scope import Scope
+from dashboards.i18n import WIDGETS, bilingual, t
+
+SESSION_COOKIE = "brain_session"
+LANG_COOKIE = "brain_lang"
+HEADLINE = ("population", "households", "floating", "buildings", "organisations", "events", "open_events",
+            "overdue_close", "resolution_rate", "party_link_share", "cameras", "sensors_in_alarm")
+DEFAULT_PAGE = {"widgets": [{"i": "w1", "type": "headline"}, {"i": "w2", "type": "age"},
+                            {"i": "w3", "type": "events_time"}],
+                "layout": [{"i": "w1", "x": 0, "y": 0, "w": 6, "h": 2}, {"i": "w2", "x": 6, "y": 0, "w": 6, "h": 2},
+                           {"i": "w3", "x": 0, "y": 2, "w": 12, "h": 2}]}
+DEFAULT_LAYERS = ["units", "buildings", "events", "devices"]
+
+
+def _fmt(name: str, v: Any) -> str:
+    if v is None:
+        return "—"
+    kind = INDICATORS[name].kind if name in INDICATORS else "count"
+    if kind == "ratio":
+        return f"{v * 100:.1f}%"
+    if kind in ("minutes", "hours"):
+        return f"{v:.1f}"
+    return f"{v:,}"
+
+
+def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> dash.Dash:
+    """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
+    app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
+                    assets_ignore=r"vendor/.*")  # the map plugin is loaded by brain.js once Leaflet is there
+    server = app.server
+
+    def current_user():
+        sid = flask.request.cookies.get(SESSION_COOKIE)
+        try:
+            return service().user(session=sid) if sid else None
+        except BrainError:
+            return None
+
+    def scope() -> Scope:
+        user = current_user()
+        if user is None:
+            raise PreventUpdate
+        return Scope(user)
+
+    def lang() -> str:
+        return "en" if flask.request.cookies.get(LANG_COOKIE) == "en" else "zh"
+
+    # -- sign-in: /?token=…, the form (token, or name and password), sign-out ------------------------------
+    def _signed_in(user) -> flask.Response:
+        resp = flask.redirect("/")
+        resp.set_cookie(SESSION_COOKIE, create_session(service().db, user), httponly=True, samesite="Lax")
+        return resp
+
+    @server.before_request
+    def token_link():
+        if flask.request.path == "/" and flask.request.args.get("token"):
+            try:
+                user = service().user(token=flask.request.args["token"])
+            except BrainError:
+                return flask.redirect("/?failed=1")
+            return _signed_in(user)
+        return None
+
+    @server.route("/signin", methods=["POST"])
+    def signin():
+        form = flask.request.form
+        try:
+            if form.get("token"):
+                return _signed_in(service().user(token=form["token"].strip()))
+            name, password = form.get("name", "").strip(), form.get("password", "")
+            if name and check_password(service().db, name, password):
+                return _signed_in(user_by_name(service().db, name))
+        except BrainError:
+            pass
+        return flask.redirect("/?failed=1")
+
+    @server.route("/signout")
+    def signout():
+        sid = flask.request.cookies.get(SESSION_COOKIE)
+        end_session(service().db, sid)
+        service().forget(sid)
+        resp = flask.redirect("/")
+        resp.delete_cookie(SESSION_COOKIE)
+        return resp
+
+    @server.route("/lang/<code>")
+    def set_lang(code):
+        resp = flask.redirect("/")
+        resp.set_cookie(LANG_COOKIE, "en" if code == "en" else "zh", samesite="Lax")
+        return resp
+
+    def signin_page(lg: str, failed: bool):
+        return html.Div(className="signin", children=[
+            html.H1(t("title", lg)), html.P(t("signin_hint", lg)),
+            html.P(t("bad_signin", lg), className="error") if failed else None,
+            html.Form(method="POST", action="/signin", children=[
+                html.Label([t("token", lg), dcc.Input(type="password", name="token", id="signin-token")]),
+                html.Div("— or —", className="or"),
+                html.Label([t("name", lg), dcc.Input(type="text", name="name", id="signin-name")]),
+                html.Label([t("password", lg), dcc.Input(type="password", name="password", id="signin-password")]),
+                html.Button(t("signin", lg), type="submit", id="signin-submit")]),
+            html.Div([html.A("中文", href="/lang/zh"), " · ", html.A("English", href="/lang/en")], className="langs"),
+        ])
+
+    # -- the page ----------------------------------------------------------------------------------------
+    def layout():
+        lg = lang()
+        user = current_user()
+        if user is None:
+            return signin_page(lg, flask.request.args.get("failed") == "1")
+        sc = Scope(user)
+        db = service().db
+        tree = queries.unit_tree(db, sc, geometry=False)["features"]
+        root = next(f for f in tree if f["properties"]["code"] == user.unit_code)
+        visible = [l for l in CATALOG.values() if l.visible(sc)]
+        catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "style": l.style,
+                    "parts": [{"name": p.name, "aggregate": list(p.aggregate)} for p in l.parts]} for l in visible]
+        page = queries.load_layout(db, user.name) or DEFAULT_PAGE
+        cx, cy = root["properties"]["center"]
+        basemap = [dl.TileLayer(url=basemap_url, id="basemap")] if basemap_url else []
+        return html.Div(className="app", children=[
+            dcc.Store(id="catalog", data=catalog),
+            dcc.Store(id="current", data={"kind": "unit", "code": user.unit_code}),
+            dcc.Store(id="view", data={"bbox": root["bbox"]}),
+            dcc.Store(id="clicked"), dcc.Store(id="building-id"),
+            dcc.Store(id="page", data=page),
+            dcc.Store(id="units", data={f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]}
+                                        for f in tree}),
+            html.Div(id="sink", style={"display": "none"}),
+            html.Header([
+                html.H1(t("title", lg)),
+                html.Nav(id="breadcrumb", className="breadcrumb"),
+                html.Div(className="who", children=[
+                    html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['properties']['name']}",
+                              id="who"),
+                    html.A("中文", href="/lang/zh", id="lang-zh"), html.A("EN", href="/lang/en", id="lang-en"),
+                    html.A(t("signout", lg), href="/signout", id="signout")]),
+            ]),
+            html.Div(className="body", children=[
+                html.Aside(className="left", children=[
+                    html.H3(t("layers", lg)),
+                    dcc.Checklist(id="layers", value=[l["id"] for l in catalog if l["id"] in DEFAULT_LAYERS],
+                                  options=[{"label": html.Span([html.I(className="swatch", style={
+                                      "background": l.style.get("color")}), bilingual(l.title, lg)]),
+                                      "value": l.id} for l in visible], className="layer-list"),
+                    html.Div(id="legend", className="legend", children=_legend(visible, lg)),
+                    html.H3(t("units", lg)),
+                    html.Div(id="unit-list", className="unit-list"),
+                ]),
+                html.Main(className="centre", children=[
+                    dl.Map(id="map", center=[cy, cx], zoom=13, minZoom=8, maxZoom=19, preferCanvas=True,
+                           style={"height": "100%", "width": "100%"}, children=[
+                               *basemap,
+                               dl.FeatureGroup([dl.EditControl(id="draw", draw={
+                                   "rectangle": True, "polygon": True, "polyline": False, "circle": False,
+                                   "marker": False, "circlemarker": False}, edit={"edit": False})]),
+                               dl.ScaleControl(position="bottomleft")]),
+                ]),
+                html.Aside(className="right", children=[
+                    dcc.Tabs(id="tabs", value="indicators", children=[
+                        dcc.Tab(label=t("indicators", lg), value="indicators",
+                                children=html.Div(id="panel", className="panel")),
+                        dcc.Tab(label=t("building", lg), value="building",
+                                children=html.Div(id="building", className="panel",
+                                                  children=t("click_building", lg))),
+                        dcc.Tab(label=t("events", lg), value="events", children=html.Div(id="events",
+                                                                                            className="panel")),
+                    ]),
+                ]),
+            ]),
+            html.Section(className="mypage", children=[
+                html.H2(t("mypage", lg)),
+                html.Div(className="palette", children=[html.Span(t("add_widget", lg) + ":")] + [
+                    html.Button(t(w, lg), id={"type": "add", "w": w}, className="add") for w in WIDGETS]),
+                dsg.Grid(id="grid", cols=12, rowHeight=150, layout=page["layout"], draggableHandle=".whead",
+                         children=[]),
+            ]),
+        ])
+
+    app.layout = layout
+
+    # -- map: layers, fitting, clicks (client side, in assets/brain.js) ----------------------------------
+    app.clientside_callback("function (c, v) { return window.brain.sync(c, v); }",
+                            Output("sink", "children"), Input("catalog", "data"), Input("layers", "value"))
+    app.clientside_callback("function (v) { return window.brain.fit(v); }",
+                            Output("sink", "title"), Input("view", "data"))
+    app.clientside_callback("function (n) { return window.brain.goto(dash_clientside.callback_context); }",
+                            Output("sink", "className"), Input({"type": "goto", "at": ALL}, "n_clicks"),
+                            prevent_initial_call=True)
+
+    @app.callback(Output("current", "data", allow_duplicate=True), Input("draw", "geojson"),
+                  prevent_initial_call=True)
+    def drawn(fc):
+        feats = (fc or {}).get("features") or []
+        if not feats:
+            raise PreventUpdate
+        return {"kind": "area", "geometry": feats[-1]["geometry"]}
+
+    @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
+                  Input({"type": "unit", "code": ALL}, "n_clicks"), State("units", "data"),
+                  prevent_initial_call=True)
+    def pick_unit(clicks, units):
+        if not ctx.triggered_id or not any(clicks):
+            raise PreventUpdate
+        code = ctx.triggered_id["code"]
+        return {"kind": "unit", "code": code}, {"bbox": units[code]["bbox"]}
+
+    @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
+                  Output("building-id", "data"), Output("tabs", "value"),
+                  Input("clicked", "data"), State("units", "data"), prevent_initial_call=True)
+    def map_click(clicked, units):
+        if not clicked:
+            raise PreventUpdate
+        props = clicked.get("props") or {}
+        if clicked.get("layer") == "buildings" and props.get("id"):
+            return dash.no_update, dash.no_update, props["id"], "building"
+        code = props.get("code")
+        if code in units:  # a unit outline, or a grid of counts
+            return {"kind": "unit", "code": code}, {"bbox": units[code]["bbox"]}, dash.no_update, "indicators"
+        raise PreventUpdate
+
+    @app.callback(Output("breadcrumb", "children"), Output("unit-list", "children"),
+                  Input("current", "data"), State("units", "data"))
+    def crumbs(current, units):
+        lg = lang()
+        user = scope().user
+        code = current.get("code") if current.get("kind") == "unit" else None
+        chain, c = [], code
+        while c in units:
+            chain.insert(0, c)
+            if c == user.unit_code:
+                break
+            c = units[c]["parent_code"]
+        items = [html.Button(f"{units[c]['name']}", id={"type": "unit", "code": c}, className="crumb")
+                 for c in chain]
+        if current.get("kind") == "area":
+            items.append(html.Span(t("drawn_area", lg), className="crumb area"))
+        parent = code or user.unit_code
+        children = sorted((u for u in units.values() if u["parent_code"] == parent), key=lambda u: u["code"])
+        listing = [html.Button(f"{LEVEL_LABELS[u['level']]} {u['name']}", id={"type": "unit", "code": u["code"]},
+                               className="unit") for u in children]
+        return items, listing
+
+    def area_of(current) -> Area:
+        if current.get("kind") == "unit":
+            return unit_area(service().db, scope(), current["code"])
+        geom = shape(current["geometry"])
+        return Area(polygon=geom if geom.is_valid else shapely.make_valid(geom))
+
+    @app.callback(Output("panel", "children"), Input("current", "data"), State("units", "data"))
+    def panel(current, units):
+        lg = lang()
+        sc = scope()
+        svc = service()
+        try:
+            area = area_of(current)
+            ind = indicators(svc.db, sc, area, svc.clock())
+        except BrainError as exc:
+            return html.P(str(exc), className="error")
+        title = (t("drawn_area", lg) if current.get("kind") == "area"
+                 else f"{units[current['code']]['name']} · {LEVEL_LABELS.get(area.level, '')} {current['code']}")
+        body = [html.H3(title, id="panel-title"), _kpis(ind["values"], HEADLINE, lg)]
+        if current.get("kind") == "area":
+            res = resources(svc.db, sc, area, 1, 100)
+            body += [html.H4(f"{t('resources', lg)} ({res['total']})"),
+                     html.Ul(className="resources", children=[
+                         html.Li(html.Button(f"{r['kind']} · {r['name']}", className="goto",
+                                             id={"type": "goto", "at": f"{r['lon']:.6f},{r['lat']:.6f}"}))
+                         for r in res["items"]])]
+        return html.Div(body, **{"data-as-of": ind["as_of"]})
+
+    @app.callback(Output("events", "children"), Input("current", "data"))
+    def events_panel(current):
+        lg = lang()
+        sc = scope()
+        svc = service()
+        if current.get("kind") != "unit":
+            raise PreventUpdate
+        try:
+            ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=100)
+        except BrainError as exc:
+            return html.P(str(exc), className="error")
+        return [html.H3(f"{t('open_overdue', lg)} ({ev['total']})"), html.Ul(className="events", children=[
+            html.Li(html.Button(f"{e['reported_at'][:16]} · {e['class']} · {e.get('type') or ''} · {e['status']}",
+                                className="goto", id={"type": "goto", "at": f"{e['lon']:.6f},{e['lat']:.6f}"}))
+            for e in ev["items"]])]
+
+    @app.callback(Output("building", "children"), Input("building-id", "data"), prevent_initial_call=True)
+    def building_panel(bid):
+        lg = lang()
+        sc = scope()
+        svc = service()
+        try:
+            b = queries.building(svc.db, sc, bid, svc.clock())
+        except BrainError as exc:
+            return html.P(str(exc), className="error")
+        info = b["building"]
+        out = [html.H3(info.get("address") or bid, id="building-title"),
+               html.P(f"{info.get('use') or ''} · {info.get('floors') or '?'} F · "
+                      f"{'rented' if info.get('rented') else ''}"),
+               _kpis(b["summary"], tuple(b["summary"]), lg)]
+        if b["households"] is None:
+            out.append(html.P(t("personal_hidden", lg), className="muted"))
+        else:
+            cols = [c for c in (b["households"][0]["residents"][0] if b["households"] and
+                                b["households"][0]["residents"] else {}) if c not in ("id", "building_id")]
+            out.append(html.H4(t("residents", lg)))
+            out.append(html.Table(className="residents", children=[
+                html.Thead(html.Tr([html.Th(c) for c in cols])),
+                html.Tbody([html.Tr([html.Td(str(r.get(c) if r.get(c) is not None else "")) for c in cols])
+                            for h in b["households"] for r in h["residents"]])]))
+        out.append(html.H4(t("organisations", lg)))
+        out.append(html.Ul([html.Li(f"{o.get('kind')} · {o.get('name')}") for o in b["organisations"]]
+                           or [html.Li(t("none", lg))]))
+        if b["events"] is not None:
+            out.append(html.H4(t("recent_events", lg)))
+            out.append(html.Ul([html.Li(f"{e['reported_at'][:10]} · {e['class']} · {e['status']}")
+                                for e in b["events"]] or [html.Li(t("none", lg))]))
+        return html.Div(out, **{"data-building": bid})
+
+    # -- my page: indicator widgets (指标磁铁), saved per user (千人千面) -----------------------------------
+    @app.callback(Output("page", "data"), Input({"type": "add", "w": ALL}, "n_clicks"),
+                  Input({"type": "rm", "i": ALL}, "n_clicks"), Input("grid", "layout"), State("page", "data"),
+                  prevent_initial_call=True)
+    def edit_page(adds, rms, layout, page):
+        trig = ctx.triggered_id
+        page = {"widgets": list(page["widgets"]), "layout": list(layout or page["layout"])}
+        if isinstance(trig, dict) and trig.get("type") == "add" and any(a for a in adds if a):
+            n = max([int(w["i"][1:]) for w in page["widgets"]] + [0]) + 1
+            page["widgets"].append({"i": f"w{n}", "type": trig["w"]})
+            page["layout"].append({"i": f"w{n}", "x": 0, "y": 100, "w": 6, "h": 2})
+        elif isinstance(trig, dict) and trig.get("type") == "rm" and any(r for r in rms if r):
+            page["widgets"] = [w for w in page["widgets"] if w["i"] != trig["i"]]
+            page["layout"] = [it for it in page["layout"] if it["i"] != trig["i"]]
+        elif trig == "grid":
+            keep = {w["i"] for w in page["widgets"]}
+            page["layout"] = [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in layout if it["i"] in keep]
+        queries.save_layout(service().db, scope().user.name, page)
+        return page
+
+    @app.callback(Output("grid", "children"), Output("grid", "layout"), Input("page", "data"),
+                  Input("current", "data"))
+    def widgets(page, current):
+        lg = lang()
+        sc = scope()
+        svc = service()
+        area = area_of(current)
+        ind = indicators(svc.db, sc, area, svc.clock())
+        cards = []
+        for w in page["widgets"]:
+            try:
+                body = _widget(w["type"], ind, sc, svc, area, current, lg)
+            except BrainError as exc:
+                body = html.P(str(exc), className="error")
+            cards.append(html.Div(id=w["i"], className="widget", **{"data-widget": w["type"]}, children=[
+                html.Div(className="whead", children=[
+                    html.Span(t(w["type"], lg)),
+                    html.Button("×", id={"type": "rm", "i": w["i"]}, className="rm", title=t("remove", lg))]),
+                html.Div(body, className="wbody")]))
+        return cards, page["layout"]
+
+    return app
+
+
+def _legend(layers, lg):
+    rows = []
+    for layer in layers:
+        colors = layer.style.get("colors") or {}
+        if colors:
+            rows.append(html.Div([html.B(bilingual(layer.title, lg))] + [
+                html.Span([html.I(className="swatch", style={"background": c}), k], className="key")
+                for k, c in colors.items()], className="legend-row"))
+    return rows
+
+
+def _kpis(values: dict, names, lg) -> html.Div:
+    return html.Div(className="kpis", children=[
+        html.Div(className="kpi", **{"data-indicator": n, "data-value": json.dumps(values.get(n))}, children=[
+            html.Div(_fmt(n, values.get(n)), className="kv"),
+            html.Div(bilingual(INDICATORS[n].label, lg) if n in INDICATORS else n, className="kl")])
+        for n in names])
+
+
+def _graph(fig: go.Figure) -> dcc.Graph:
+    fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), height=230, showlegend=True,
+                      legend=dict(orientation="h", y=-0.2))
+    return dcc.Graph(figure=fig, config={"displayModeBar": False}, style={"height": "230px"})
+
+
+def _widget(kind, ind, sc, svc, area, current, lg):
+    v = ind["values"]
+    if kind == "headline":
+        return _kpis(v, ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"), lg)
+    if kind == "age":
+        bands = [n for n in INDICATORS if n.startswith("age_") and n != "age_unknown"]
+        return _graph(go.Figure(go.Bar(x=[v.get(n) or 0 for n in bands], y=[n[4:].replace("_", "–") for n in bands],
+                                       orientation="h")))
+    if kind == "origin":
+        o = ind["origin"]
+        return _graph(go.Figure(go.Bar(x=[r["key"] for r in o], y=[r["count"] for r in o])))
+    if kind == "events_time":
+        rows = queries.events_by_month(svc.db, sc, area)
+        fig = go.Figure()
+        for status in ("reported", "dispatched", "resolved", "closed"):
+            pts = [r for r in rows if r["status"] == status]
+            fig.add_bar(x=[r["month"] for r in pts], y=[r["count"] for r in pts], name=status)
+        fig.update_layout(barmode="stack")
+        return _graph(fig)
+    if kind == "resolution":
+        return _kpis(v, ("resolution_rate", "respond_on_time_rate", "close_on_time_rate", "median_respond_minutes",
+                         "median_close_hours"), lg)
+    if kind == "overdue":
+        if current.get("kind") != "unit":
+            return _kpis(v, ("overdue_respond", "overdue_close"), lg)
+        ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=20)
+        return html.Ul([html.Li(f"{e['reported_at'][:16]} · {e['class']} · {e['status']}") for e in ev["items"]])
+    if kind == "party":
+        return _kpis(v, ("party_members", "org_party_org", "org_service_centre", "households_linked",
+                         "party_link_share"), lg)
+    if kind == "ranking":
+        if current.get("kind") != "unit" or area.level == LEVELS[-1]:
+            return html.P("—")
+        r = ranking(svc.db, sc, current["code"], "open_events", svc.clock())
+        return html.Ol([html.Li(f"{x['name']} · {x['value']}") for x in r["ranking"]])
+    if kind == "alarms":
+        rows = queries.devices_in_alarm(svc.db, sc, area)
+        return html.Ul([html.Li(f"{d['kind']} · {d['name']}") for d in rows] or [html.Li(t("none", lg))])
+    return html.P(kind)
