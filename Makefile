@@ -23,6 +23,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# The dashboards' tests drive Debian's Chromium (never `playwright install`); a CJK font makes the
+	@# screenshots readable. Installed from the Debian registry when missing (root, or passwordless sudo).
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei; }
 	@# Install DuckDB's spatial extension from its PyPI wheel (offline), and prove it loads.
 	$(PY) -c "from brain.backend import DuckDBBackend; DuckDBBackend(':memory:').close(); print('duckdb spatial: ok')"
 	@touch $(STAMP)

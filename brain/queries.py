@@ -190,3 +190,16 @@ def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[d
     conds, params = [where, area_sql, "t.status = 'alarm'"], params + area_params
     return _rows(db, "SELECT t.id, t.name, t.kind, t.lon, t.lat FROM devices t WHERE " + " AND ".join(conds)
                  + " ORDER BY t.id LIMIT ?", params + [limit])
+
+
+def at_point(db: Backend, scope: Scope, lon: float, lat: float) -> dict[str, Any]:
+    """What lies at a clicked point inside the scope: the building there (if any) and the deepest unit."""
+    where, params = scope_filter(scope, "t")
+    pt = "ST_Point(?, ?)"
+    b = db.query(f"SELECT t.id FROM buildings t WHERE t.lon BETWEEN ? AND ? AND t.lat BETWEEN ? AND ? "
+                 f"AND ST_Contains(t.geom, {pt}) AND {where} ORDER BY t.id LIMIT 1",
+                 [lon - 0.01, lon + 0.01, lat - 0.01, lat + 0.01, lon, lat] + params)
+    u = db.query(f"SELECT t.code FROM admin_units t WHERE ST_Contains(t.geom, {pt}) AND {where} "
+                 f"ORDER BY CASE t.level WHEN 'grid' THEN 0 WHEN 'community' THEN 1 WHEN 'street' THEN 2 ELSE 3 END "
+                 f"LIMIT 1", [lon, lat] + params)
+    return {"building": b[0][0] if b else None, "unit": u[0][0] if u else None}

@@ -180,7 +180,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                            style={"height": "100%", "width": "100%"}, children=[
                                *basemap,
                                dl.FeatureGroup([dl.EditControl(id="draw", draw={
-                                   "rectangle": True, "polygon": True, "polyline": False, "circle": False,
+                                   # showArea off: leaflet-draw's area label throws under Leaflet 1.9
+                                   "rectangle": {"showArea": False}, "polygon": {"showArea": False}, "polyline": False, "circle": False,
                                    "marker": False, "circlemarker": False}, edit={"edit": False})]),
                                dl.ScaleControl(position="bottomleft")]),
                 ]),
@@ -200,8 +201,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                 html.H2(t("mypage", lg)),
                 html.Div(className="palette", children=[html.Span(t("add_widget", lg) + ":")] + [
                     html.Button(t(w, lg), id={"type": "add", "w": w}, className="add") for w in WIDGETS]),
+                # rendered with the page, so the grid mounts with its widgets and their saved places
                 dsg.Grid(id="grid", cols=12, rowHeight=150, layout=page["layout"], draggableHandle=".whead",
-                         children=[]),
+                         compactType="vertical",
+                         children=cards(page, {"kind": "unit", "code": user.unit_code}, sc, lg)),
             ]),
         ])
 
@@ -237,13 +240,13 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                   Output("building-id", "data"), Output("tabs", "value"),
                   Input("clicked", "data"), State("units", "data"), prevent_initial_call=True)
     def map_click(clicked, units):
-        if not clicked:
+        if not clicked or clicked.get("lon") is None:
             raise PreventUpdate
-        props = clicked.get("props") or {}
-        if clicked.get("layer") == "buildings" and props.get("id"):
-            return dash.no_update, dash.no_update, props["id"], "building"
-        code = props.get("code")
-        if code in units:  # a unit outline, or a grid of counts
+        hit = queries.at_point(service().db, scope(), float(clicked["lon"]), float(clicked["lat"]))
+        if hit["building"] and clicked.get("zoom", 0) >= CATALOG["buildings"].detail_zoom:
+            return dash.no_update, dash.no_update, hit["building"], "building"
+        code = hit["unit"]
+        if code in units:
             return {"kind": "unit", "code": code}, {"bbox": units[code]["bbox"]}, dash.no_update, "indicators"
         raise PreventUpdate
 
@@ -269,9 +272,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                                className="unit") for u in children]
         return items, listing
 
-    def area_of(current) -> Area:
+    def area_of(current, sc: Scope | None = None) -> Area:
         if current.get("kind") == "unit":
-            return unit_area(service().db, scope(), current["code"])
+            return unit_area(service().db, sc or scope(), current["code"])
         geom = shape(current["geometry"])
         return Area(polygon=geom if geom.is_valid else shapely.make_valid(geom))
 
@@ -352,7 +355,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                   prevent_initial_call=True)
     def edit_page(adds, rms, layout, page):
         trig = ctx.triggered_id
-        page = {"widgets": list(page["widgets"]), "layout": list(layout or page["layout"])}
+        page = {"widgets": list(page["widgets"]), "layout": page_layout(page)}
         if isinstance(trig, dict) and trig.get("type") == "add" and any(a for a in adds if a):
             n = max([int(w["i"][1:]) for w in page["widgets"]] + [0]) + 1
             page["widgets"].append({"i": f"w{n}", "type": trig["w"]})
@@ -362,32 +365,44 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             page["layout"] = [it for it in page["layout"] if it["i"] != trig["i"]]
         elif trig == "grid":
             keep = {w["i"] for w in page["widgets"]}
-            page["layout"] = [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in layout if it["i"] in keep]
+            items = [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in layout or [] if it["i"] in keep]
+            if {it["i"] for it in items} != keep or items == page_layout(page):
+                raise PreventUpdate  # a grid still mounting, or nothing moved: nothing to keep
+            page["layout"] = items
         queries.save_layout(service().db, scope().user.name, page)
         return page
 
-    @app.callback(Output("grid", "children"), Output("grid", "layout"), Input("page", "data"),
-                  Input("current", "data"))
-    def widgets(page, current):
-        lg = lang()
-        sc = scope()
+    def cards(page, current, sc, lg):
         svc = service()
-        area = area_of(current)
+        area = area_of(current, sc)
         ind = indicators(svc.db, sc, area, svc.clock())
-        cards = []
+        places = {it["i"]: it for it in page["layout"]}
+        out = []
         for w in page["widgets"]:
             try:
                 body = _widget(w["type"], ind, sc, svc, area, current, lg)
             except BrainError as exc:
                 body = html.P(str(exc), className="error")
-            cards.append(html.Div(id=w["i"], className="widget", **{"data-widget": w["type"]}, children=[
+            place = places.get(w["i"], {"x": 0, "y": 100, "w": 6, "h": 2})
+            out.append(html.Div(id=w["i"], className="widget", children=[
                 html.Div(className="whead", children=[
                     html.Span(t(w["type"], lg)),
                     html.Button("×", id={"type": "rm", "i": w["i"]}, className="rm", title=t("remove", lg))]),
-                html.Div(body, className="wbody")]))
-        return cards, page["layout"]
+                html.Div(body, className="wbody")],
+                **{"data-widget": w["type"], "data-grid": {k: place[k] for k in ("x", "y", "w", "h")}}))
+        return out
+
+    @app.callback(Output("grid", "children"), Input("page", "data"), Input("current", "data"),
+                  prevent_initial_call=True)
+    def widgets(page, current):
+        return cards(page, current, scope(), lang())
 
     return app
+
+
+def page_layout(page) -> list[dict]:
+    """The places of a page's widgets, in a canonical form (for comparing and saving)."""
+    return [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in page["layout"]]
 
 
 def _legend(layers, lg):

@@ -19,6 +19,16 @@
         setTimeout(function () {
           map.invalidateSize();
           brain.map = map;
+          // while an area is drawn, our clickable tiles must not take the mouse from the drawing tool
+          map.on('draw:drawstart', function () { brain.setInteractive(false); });
+          map.on('draw:drawstop', function () { setTimeout(function () { brain.setInteractive(true); }, 0); });
+          // What was clicked is decided by the server, in the user's scope (a building, else the unit):
+          // stacked canvas tile layers cannot tell which of them holds the feature under the mouse.
+          map.on('click', function (e) {
+            if (L.DomUtil.hasClass(map.getContainer(), 'brain-drawing')) { return; }
+            window.dash_clientside.set_props('clicked', {data: {lon: e.latlng.lng, lat: e.latlng.lat,
+                                                                zoom: map.getZoom(), at: Date.now()}});
+          });
           if (brain.pendingView) { brain.fit(brain.pendingView); }
           brain.sync(brain.catalog, brain.visible);
         }, 0);
@@ -72,7 +82,7 @@
       var styles = {};
       spec.parts.forEach(function (part) { styles[part.name] = styler(spec); });
       var layer = L.vectorGrid.protobuf('/tiles/' + spec.id + '/{z}/{x}/{y}.mvt', {
-        rendererFactory: L.canvas.tile, vectorTileLayerStyles: styles, interactive: true, pane: pane,
+        rendererFactory: L.canvas.tile, vectorTileLayerStyles: styles, interactive: false, pane: pane,
         minZoom: spec.minzoom, maxNativeZoom: spec.maxzoom, maxZoom: 20,
         fetchOptions: {credentials: 'same-origin'},
         getFeatureId: function (f) { return f.properties.id || f.properties.code; }
@@ -82,14 +92,14 @@
       layer.on('load', function () { brain.pending[spec.id] = false; brain.lastLoad = performance.now(); });
       layer.on('tileload', function () { brain.tilesLoaded += 1; });
       layer.on('tileloadstart', function () { brain.tilesRequested += 1; });
-      layer.on('click', function (e) {
-        var props = (e.layer && e.layer.properties) || {};
-        window.dash_clientside.set_props('clicked', {data: {layer: spec.id, props: props, at: Date.now()}});
-      });
       layer.addTo(map);
       brain.layers[spec.id] = layer;
     });
     return '';
+  };
+
+  brain.setInteractive = function (on) {
+    L.DomUtil[on ? 'removeClass' : 'addClass'](brain.map.getContainer(), 'brain-drawing');
   };
 
   // Whether every visible layer has loaded the tiles of the current view (tests and the benchmark wait on it).
