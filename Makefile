@@ -10,7 +10,7 @@ DB ?= duckdb:///data/brain.duckdb
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup demo test sample bench bench-ingest bench-tiles serve clean help
+.PHONY: browser setup demo test sample bench bench-ingest bench-tiles bench-dashboard serve clean help
 
 help:
 	@echo "make demo   — set up, generate + ingest the sample district, create sample users, serve it (URLs printed)"
@@ -18,16 +18,18 @@ help:
 	@echo "make bench  — benchmarks (bench/ingest.py, bench/tiles.py: the large sample end to end)"
 
 # Idempotent and quick when nothing changed: reinstalls only when pyproject.toml is newer than the stamp.
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The dashboards' tests drive Debian's Chromium (never `playwright install`); a CJK font makes the
+# screenshots readable. Installed from the Debian registry when missing (as root, or with passwordless sudo).
+browser:
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	@# The dashboards' tests drive Debian's Chromium (never `playwright install`); a CJK font makes the
-	@# screenshots readable. Installed from the Debian registry when missing (root, or passwordless sudo).
-	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei; }
 	@# Install DuckDB's spatial extension from its PyPI wheel (offline), and prove it loads.
 	$(PY) -c "from brain.backend import DuckDBBackend; DuckDBBackend(':memory:').close(); print('duckdb spatial: ok')"
 	@touch $(STAMP)
@@ -45,6 +47,7 @@ demo: sample
 	@echo
 	$(BRAIN) users demo --db $(DB) --base-url http://$(HOST):$(PORT)
 	@echo
+	@echo "One map:    http://$(HOST):$(PORT)/  (open a link above to sign in)"
 	@echo "Tiles:      http://$(HOST):$(PORT)/tiles/{layer}/{z}/{x}/{y}.mvt?token=TOKEN   (layers: /layers?token=TOKEN)"
 	@echo "API docs:   http://$(HOST):$(PORT)/docs      Stop with Ctrl-C."
 	$(BRAIN) serve --db $(DB) --host $(HOST) --port $(PORT)
@@ -55,13 +58,16 @@ serve: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: bench-ingest bench-tiles
+bench: bench-ingest bench-tiles bench-dashboard
 
 bench-ingest: setup
 	$(PY) bench/ingest.py
 
 bench-tiles: setup
 	$(PY) bench/tiles.py
+
+bench-dashboard: setup
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf data/brain.duckdb data/brain.duckdb.wal data/report.json .pytest_cache

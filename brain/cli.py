@@ -273,8 +273,9 @@ def users_demo(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HEL
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.print("Sign in to the one map (dashboards) with these links; the API takes the same tokens:")
     for name, _, _, token in rows:
-        print(f"{name:<24} {base_url}/layers?token={token}")
+        print(f"{name:<24} {base_url}/?token={token}")
 
 
 @app.command()

@@ -135,7 +135,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         lg = lang()
         user = current_user()
         if user is None:
-            return signin_page(lg, flask.request.args.get("failed") == "1")
+            # the layout is fetched by the page (/_dash-layout): the page's own address is the referrer
+            return signin_page(lg, "failed=1" in (flask.request.referrer or ""))
         sc = Scope(user)
         db = service().db
         tree = queries.unit_tree(db, sc, geometry=False)["features"]

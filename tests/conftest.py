@@ -131,6 +131,11 @@ def served_db(ingested, tmp_path_factory):
                 name = f"{role.name}-{code}"
                 users[name] = {"role": role.name, "unit": code, "level": level,
                                "token": add_user(db, name, role.name, code)}
+    from brain.auth import set_password
+
+    first = sorted(n for n, u in users.items() if u["role"] == "community_staff")[0]
+    set_password(db, first, "correct horse battery")
+    users[first]["password"] = "correct horse battery"
     db.close()
     truth = path.with_name("truth.duckdb")
     shutil.copy(path, truth)

@@ -195,3 +195,54 @@ def test_clicking_a_building_opens_it_with_the_roles_fields(chromium, server, se
         assert "id_number" not in panel
     page.screenshot(path=ARTIFACTS / f"5-building-{role}.png")
     context.close()
+
+
+def test_sign_in_by_name_and_password_and_out_again(chromium, server, served_db):
+    staff = next(u for u in served_db[1].values() if u.get("password"))
+    name = next(n for n, u in served_db[1].items() if u is staff)
+    context = chromium.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto(f"{server.url}/?token=not-a-token")
+    page.wait_for_selector("#signin-submit")
+    assert page.query_selector(".error"), "a bad link must say why the sign-in failed"
+    page.fill("#signin-name", name)
+    page.fill("#signin-password", "wrong password")
+    page.click("#signin-submit")
+    page.wait_for_selector(".signin .error")
+    page.fill("#signin-name", name)
+    page.fill("#signin-password", staff["password"])
+    page.click("#signin-submit")
+    page.wait_for_selector("[data-indicator=population]")
+    wait_idle(page)
+    assert name in page.inner_text("#who")
+    # usable at 1366×768: map and indicator panel both on screen
+    for sel in ("#map", "#panel"):
+        box = page.locator(sel).bounding_box()
+        assert box["width"] > 250 and box["x"] + box["width"] <= 1366 + 1
+    cookie = next(c for c in context.cookies() if c["name"] == "brain_session")
+    tile = httpx.get(f"{server.url}/tiles/units/14/13338/7131.mvt", cookies={"brain_session": cookie["value"]})
+    assert tile.status_code == 200  # the map's tiles ride on the session
+    page.click("#signout")
+    page.wait_for_selector("#signin-submit")
+    again = httpx.get(f"{server.url}/tiles/units/14/13338/7131.mvt", cookies={"brain_session": cookie["value"]})
+    assert again.status_code == 401, "a signed-out session must not fetch tiles"
+    context.close()
+
+
+def test_english_labels_and_unit_drill_down(chromium, server, served_db):
+    analyst = user(served_db, "district_analyst")
+    context, page = open_app(chromium, server, analyst)
+    page.click("#lang-en")
+    page.wait_for_selector("[data-indicator=population]")
+    assert "Layers" in page.inner_text(".left") and "图层" not in page.inner_text(".left")
+    assert "population" in page.inner_text("#panel") and "人口" not in page.inner_text("#panel")
+    zoom = page.evaluate("brain.map.getZoom()")
+    first = page.locator(".unit-list .unit").first
+    label = first.inner_text()
+    first.click()
+    page.wait_for_function("document.querySelector('#panel-title').textContent.includes('街道') || "
+                           "document.querySelector('#panel-title').textContent.includes('street')")
+    page.wait_for_function(f"brain.map.getZoom() > {zoom}")
+    assert label.split()[-1] in page.inner_text("#breadcrumb")
+    page.screenshot(path=ARTIFACTS / "6-english-street.png")
+    context.close()
