@@ -14,6 +14,7 @@ import mapbox_vector_tile
 import mercantile
 import pytest
 import shapely
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 import brain
@@ -48,8 +49,11 @@ def open_app(chromium, server, who, size=(1920, 1080)):
     page.tiles = []  # (url, status, body) of every tile the page fetched
 
     def through(route):  # pass each tile request on, keeping what the server answered
-        resp = route.fetch()
-        body = resp.body()
+        try:
+            resp = route.fetch()
+            body = resp.body()
+        except PlaywrightError:  # the page is closing while this tile was in flight
+            return
         page.tiles.append((route.request.url, resp.status, body))
         route.fulfill(response=resp, body=body)
 
@@ -58,6 +62,14 @@ def open_app(chromium, server, who, size=(1920, 1080)):
     wait_idle(page)
     page.wait_for_selector("[data-indicator=population]")
     return context, page
+
+
+def done(context):
+    """Close a browser context without failing on tile requests still in flight."""
+    context.unroute_all(behavior="ignoreErrors")
+    for page in context.pages:
+        page.unroute_all(behavior="ignoreErrors")
+    context.close()
 
 
 def wait_idle(page):
@@ -98,7 +110,7 @@ def test_analyst_sees_tiles_and_a_drawn_rectangle_equals_post_metrics(chromium, 
     for name in HEADLINE:
         assert shown[name] == served[name], name
     page.screenshot(path=ARTIFACTS / "2-drawn-area.png")
-    context.close()
+    done(context)
 
 
 def test_a_dragged_widget_stays_where_it_was_left(chromium, server, served_db):
@@ -120,7 +132,7 @@ def test_a_dragged_widget_stays_where_it_was_left(chromium, server, served_db):
     other = page.locator("#w1").bounding_box()
     assert moved["y"] < other["y"], "the drag did not move the widget"
     page.screenshot(path=ARTIFACTS / "3-my-page-dragged.png")
-    context.close()
+    done(context)
 
     context, page = open_app(chromium, server, who, size=(1366, 768))  # a new session: signed in again
     page.wait_for_selector("#w3 .whead")
@@ -132,7 +144,7 @@ def test_a_dragged_widget_stays_where_it_was_left(chromium, server, served_db):
     # the same arrangement as left: w3's offset from w1 is what it was after the drag
     assert abs((again["x"] - first["x"]) - (moved["x"] - other["x"])) <= 3
     assert abs((again["y"] - first["y"]) - (moved["y"] - other["y"])) <= 3
-    context.close()
+    done(context)
 
 
 def test_community_staff_get_only_their_community(chromium, server, served_db):
@@ -165,7 +177,7 @@ def test_community_staff_get_only_their_community(chromium, server, served_db):
     assert checked > 50
     text = page.inner_text("body")
     assert not [n for n in others if n in text], "another community is named on the page"
-    context.close()
+    done(context)
 
 
 @pytest.mark.parametrize("role,personal", [("community_staff", True), ("street_staff", False)])
@@ -194,7 +206,7 @@ def test_clicking_a_building_opens_it_with_the_roles_fields(chromium, server, se
         assert not page.query_selector(".residents")
         assert "id_number" not in panel
     page.screenshot(path=ARTIFACTS / f"5-building-{role}.png")
-    context.close()
+    done(context)
 
 
 def test_sign_in_by_name_and_password_and_out_again(chromium, server, served_db):
@@ -226,7 +238,7 @@ def test_sign_in_by_name_and_password_and_out_again(chromium, server, served_db)
     page.wait_for_selector("#signin-submit")
     again = httpx.get(f"{server.url}/tiles/units/14/13338/7131.mvt", cookies={"brain_session": cookie["value"]})
     assert again.status_code == 401, "a signed-out session must not fetch tiles"
-    context.close()
+    done(context)
 
 
 def test_english_labels_and_unit_drill_down(chromium, server, served_db):
@@ -245,4 +257,4 @@ def test_english_labels_and_unit_drill_down(chromium, server, served_db):
     page.wait_for_function(f"brain.map.getZoom() > {zoom}")
     assert label.split()[-1] in page.inner_text("#breadcrumb")
     page.screenshot(path=ARTIFACTS / "6-english-street.png")
-    context.close()
+    done(context)
