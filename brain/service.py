@@ -142,7 +142,7 @@ def _layer_json(layer, scope: Scope, base: str) -> dict[str, Any]:
         if not any(modes.values()):
             continue
         feature_from = min((z for z, m in modes.items() if m == "features"), default=None)
-        fields = ["id", *p.visible_fields(scope)] if feature_from is not None else []
+        fields = ["id", *p.visible_fields(scope), *(n for n, _ in p.computed)] if feature_from is not None else []
         parts.append({"name": p.name, "geometry": p.geometry, "fields": fields,
                       "aggregate": list(p.aggregate) if any(m == "aggregate" for m in modes.values()) else [],
                       "features_from_zoom": feature_from})
@@ -267,7 +267,9 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         vector_layers = []
         for p in info["parts"]:
             part = next(x for x in spec.parts if x.name == p["name"])
-            fields = {f: "String" if f == "id" else JSON_TYPES[MVT_TYPES[part.field_type(f)]] for f in p["fields"]}
+            computed = {n for n, _ in part.computed}
+            fields = {f: "String" if f == "id" else "Boolean" if f in computed
+                      else JSON_TYPES[MVT_TYPES[part.field_type(f)]] for f in p["fields"]}
             if p["aggregate"]:
                 fields.update({"code": "String", "name": "String"} | {a: "Number" for a in p["aggregate"]})
             vector_layers.append({"id": p["name"], "fields": fields, "minzoom": spec.minzoom,

@@ -411,9 +411,11 @@ def _legend(layers, lg):
     for layer in layers:
         colors = layer.style.get("colors") or {}
         if colors:
-            rows.append(html.Div([html.B(bilingual(layer.title, lg))] + [
-                html.Span([html.I(className="swatch", style={"background": c}), k], className="key")
-                for k, c in colors.items()], className="legend-row"))
+            keys = [html.Span([html.I(className="swatch", style={"background": c}), k], className="key")
+                    for k, c in colors.items()]
+            if layer.style.get("ring"):
+                keys.append(html.Span([html.I(className="swatch ring"), layer.style["ring"]], className="key"))
+            rows.append(html.Div([html.B(bilingual(layer.title, lg))] + keys, className="legend-row"))
     return rows
 
 

@@ -86,7 +86,8 @@ def check_tile(features, user, layer_id, z, x, y, truth) -> None:
         assert geom.is_empty or fence.contains(geom), \
             f"{user['role']} {user['unit']}: {name} feature {props.get('id') or props.get('code')} outside scope"
         if "id" in props:  # an individual feature
-            allowed = {"id", *(f for f in part.fields if role.personal or not part.personal(f))}
+            allowed = {"id", *(f for f in part.fields if role.personal or not part.personal(f)),
+                       *(n for n, _ in part.computed)}
             assert set(props) <= allowed, f"{name}: fields {set(props) - allowed} leaked to {role.name}"
             assert layer.mode(part, _scope(user), z) == "features"
             assert truth["codes"][props["id"]][level] == user["unit"], f"{props['id']} placed outside scope"
@@ -242,3 +243,17 @@ def test_gzip_tilejson_and_determinism(server_nocache, served_db, truth):
     tj = httpx.get(f"{server_nocache.url}/tiles/people/tilejson.json", params={"token": portal["token"]}).json()
     assert set(tj["vector_layers"][0]["fields"]) == {"code", "name", "population", "registered", "floating", "age_60_79",
                                                       "age_80_plus", "households"}
+
+
+def test_event_tiles_flag_overdue_events_as_the_events_api_does(server, served_db):
+    analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    h = {"Authorization": f"Bearer {analyst['token']}"}
+    for overdue in (True, False):
+        events = httpx.get(f"{server.url}/events", params={"overdue": str(overdue).lower(), "size": 5},
+                           headers=h).json()["items"]
+        assert events
+        for e in events:
+            t = mercantile.tile(e["lon"], e["lat"], 17)
+            feats = {p["id"]: p for _, _, p in decode(fetch(server, analyst, "events", 17, t.x, t.y).content,
+                                                      17, t.x, t.y)}
+            assert feats[e["id"]]["overdue"] is overdue, e["id"]

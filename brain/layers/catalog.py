@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from brain.metrics import OVERDUE_CLOSE, OVERDUE_RESPOND
 from brain.model import ENTITIES
 from brain.scope import Scope, allowed
 
@@ -38,6 +39,7 @@ class Part:
     id_column: str = "id"
     minzoom: int = 0  # below it the part is left out of the tile (party links are unreadable when zoomed out)
     zoom_filter: str = ""  # constant SQL over alias t with one `?` bound to the tile's zoom
+    computed: tuple[tuple[str, str], ...] = ()  # (property, boolean SQL over t and the clock c), for every role
 
     def field_type(self, name: str) -> str:
         """The model type of one field."""
@@ -132,9 +134,10 @@ CATALOG: dict[str, Layer] = {layer.id: layer for layer in (
     Layer("events", "事件 events", "Appeals and incidents by class and status; counts per grid when zoomed out.",
           (Part("events", "events", "point", ("class", "type", "status", "reported_at", "channel",
                                                "reporter_phone"),
+                computed=(("overdue", f"({OVERDUE_RESPOND}) OR ({OVERDUE_CLOSE})"),),
                 aggregate=("events", "open_events", "overdue_respond", "overdue_close", "resolution_rate")),),
           minzoom=10, maxzoom=18, detail_zoom=15,
-          style={"kind": "circle", "color": "#d62728", "by": "status", "colors": STATUS_COLORS,
+          style={"kind": "circle", "color": "#d62728", "by": "status", "colors": STATUS_COLORS, "ring": "overdue",
                  "aggregate_by": "open_events"}),
     Layer("devices", "物联感知 devices", "Cameras and monitoring stations, with sensors in alarm.",
           (Part("devices", "devices", "point", _fields("devices")),),

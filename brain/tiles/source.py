@@ -50,7 +50,7 @@ def check_tile(z: int, x: int, y: int) -> None:
 
 
 def _uses_clock(layer: Layer) -> bool:
-    return any("c." in INDICATORS[n].expr for p in layer.parts for n in p.aggregate)
+    return any(p.computed or any("c." in INDICATORS[n].expr for n in p.aggregate) for p in layer.parts)
 
 
 class TileSource:

@@ -50,18 +50,24 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
         where = f" AND ({part.where})" if part.where else ""
         if part.zoom_filter:
             where += f" AND ({part.zoom_filter})"
-        props = ", ".join(["'id': f.id"] + [f"{_q_str(f)}: f.{quote_ident(f)}" for f in fields])
+        names = [*fields, *(n for n, _ in part.computed)]
+        props = ", ".join(["'id': f.id"] + [f"{_q_str(f)}: f.{quote_ident(f)}" for f in names])
+        computed = "".join(f", CAST(({expr}) AS BOOLEAN) AS {quote_ident(n)}" for n, expr in part.computed)
+        clock_cte = (", c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE) AS respond_s, "
+                     "CAST(? AS DOUBLE) AS close_s)") if part.computed else ""
         sql = (
             f"WITH hits AS MATERIALIZED (SELECT * FROM {quote_ident(part.table)} t "
-            f"WHERE ST_Intersects(t.geom_3857, {env}){where}){scope_cte} "
+            f"WHERE ST_Intersects(t.geom_3857, {env}){where}){scope_cte}{clock_cte} "
             f"SELECT ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
             f"ORDER BY f.id), count(*) FROM ("
             f"SELECT t.{quote_ident(part.id_column)} AS id, ST_AsMVTGeom({geom}, ST_Extent({env}), {EXTENT}, {BUFFER}, true) AS mvtgeom"
-            + (f", {cols}" if cols else "")
-            + f" FROM hits t{', s' if clip else ''} WHERE t.{scope_col} = ?) f WHERE f.mvtgeom IS NOT NULL"
+            + (f", {cols}" if cols else "") + computed
+            + f" FROM hits t{', s' if clip else ''}{', c' if part.computed else ''} WHERE t.{scope_col} = ?) f "
+            "WHERE f.mvtgeom IS NOT NULL"
         )
-        names = ("qenv",) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ()) + ("env", "unit")
-        return TileQuery(sql, names)
+        order = (("qenv",) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ())
+                 + (("clock",) if part.computed else ()) + ("env", "unit"))
+        return TileQuery(sql, order)
     # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators
     inds = [INDICATORS[n] for n in part.aggregate]
     exprs = ", ".join(f"{i.expr} AS {quote_ident(i.name)}" for i in inds)

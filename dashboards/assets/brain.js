@@ -60,6 +60,9 @@
       if (st.kind === 'fill') {
         return {fill: true, fillColor: color, fillOpacity: 0.7, weight: 0.5, color: '#555'};
       }
+      if (st.ring && p[st.ring]) {  // overdue events: a dark ring around the status colour
+        return {radius: 5, fill: true, fillColor: color, fillOpacity: 0.9, color: '#111', weight: 2.5};
+      }
       return {radius: 4, fill: true, fillColor: color, fillOpacity: 0.85, color: st.line_color || '#fff',
               weight: 1};
     };
