@@ -203,3 +203,27 @@ def at_point(db: Backend, scope: Scope, lon: float, lat: float) -> dict[str, Any
                  f"ORDER BY CASE t.level WHEN 'grid' THEN 0 WHEN 'community' THEN 1 WHEN 'street' THEN 2 ELSE 3 END "
                  f"LIMIT 1", [lon, lat] + params)
     return {"building": b[0][0] if b else None, "unit": u[0][0] if u else None}
+
+
+SEARCHED = (("buildings", "address"), ("organisations", "name"), ("people", "name"))
+
+
+def search(db: Backend, scope: Scope, text: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Buildings by address, organisations by name and (for roles with personal access) people by name, in scope."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    if len(text) > 100:
+        raise BadRequest("search for at most 100 characters")
+    out: list[dict[str, Any]] = []
+    for table, column in SEARCHED:
+        if not allowed(scope, "read-features", table):
+            continue
+        where, params = scope_filter(scope, "t")
+        col = f"t.{quote_ident(column)}"
+        # strpos, not LIKE: the user's text is matched literally, % and _ included
+        rows = _rows(db, f"SELECT t.id, {col} AS label, t.lon, t.lat, t.grid_code FROM {quote_ident(table)} t "
+                         f"WHERE strpos(lower({col}), lower(?)) > 0 AND {where} ORDER BY length({col}), t.id LIMIT ?",
+                     [text] + params + [limit])
+        out += [{"kind": table, **r} for r in rows]
+    return out

@@ -348,6 +348,13 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         return {"area": {"bbox": [xmin, ymin, xmax, ymax], "vertices": int(shapely.get_num_coordinates(geom))},
                 **out}
 
+    @app.get("/search", summary="Buildings, organisations and (roles with personal access) people by name, in scope")
+    def search(request: Request, q: str = Query(..., max_length=100), limit: int = Query(20, ge=1, le=100),
+               scope: Scope = Depends(scope_of)) -> list[dict]:
+        out = queries.search(_service(request).db, scope, q, limit)
+        _audit(request, target=q, features=len(out))
+        return out
+
     @app.get("/buildings/{building_id}", summary="Drill-down of one building: households, residents, events")
     def building(request: Request, building_id: str, scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)

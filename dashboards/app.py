@@ -175,6 +175,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                     html.Div(id="legend", className="legend", children=_legend(visible, lg)),
                     html.H3(t("units", lg)),
                     html.Div(id="unit-list", className="unit-list"),
+                    html.H3(t("search", lg)),
+                    dcc.Input(id="search", type="search", debounce=True, placeholder=t("search_hint", lg),
+                              className="search"),
+                    html.Ul(id="search-results", className="resources"),
                 ]),
                 html.Main(className="centre", children=[
                     dl.Map(id="map", center=[cy, cx], zoom=13, minZoom=8, maxZoom=19, preferCanvas=True,
@@ -204,6 +208,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                     html.Button(t(w, lg), id={"type": "add", "w": w}, className="add") for w in WIDGETS]),
                 # rendered with the page, so the grid mounts with its widgets and their saved places
                 dsg.Grid(id="grid", cols=12, rowHeight=150, layout=page["layout"], draggableHandle=".whead",
+                         draggableCancel=".rm",  # the remove button clicks, it does not drag
                          compactType="vertical",
                          children=cards(page, {"kind": "unit", "code": user.unit_code}, sc, lg)),
             ]),
@@ -316,6 +321,17 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             html.Li(html.Button(f"{e['reported_at'][:16]} · {e['class']} · {e.get('type') or ''} · {e['status']}",
                                 className="goto", id={"type": "goto", "at": f"{e['lon']:.6f},{e['lat']:.6f}"}))
             for e in ev["items"]])]
+
+    @app.callback(Output("search-results", "children"), Input("search", "value"), prevent_initial_call=True)
+    def search(text):
+        lg = lang()
+        try:
+            hits = queries.search(service().db, scope(), text or "")
+        except BrainError as exc:
+            return [html.Li(str(exc), className="error")]
+        return [html.Li(html.Button(f"{t(h['kind'], lg)} · {h['label']}", className="goto",
+                                    id={"type": "goto", "at": f"{h['lon']:.6f},{h['lat']:.6f}"}))
+                for h in hits] or ([html.Li(t("none", lg))] if text else [])
 
     @app.callback(Output("building", "children"), Input("building-id", "data"), prevent_initial_call=True)
     def building_panel(bid):

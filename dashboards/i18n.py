@@ -32,6 +32,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "personal_hidden": ("本角色不可查看个人信息，仅显示统计。", "Your role sees counts, not residents."),
     "none": ("无", "none"),
     "basemap": ("在线底图", "Online basemap"),
+    "search": ("搜索", "Search"),
+    "search_hint": ("地址、组织或姓名", "Address, organisation or name"),
+    "buildings": ("楼栋", "Building"),
+    "people": ("人员", "Person"),
 }
 
 WIDGETS: dict[str, tuple[str, str]] = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import httpx
 import mapbox_vector_tile
@@ -257,4 +256,33 @@ def test_english_labels_and_unit_drill_down(chromium, server, served_db):
     page.wait_for_function(f"brain.map.getZoom() > {zoom}")
     assert label.split()[-1] in page.inner_text("#breadcrumb")
     page.screenshot(path=ARTIFACTS / "6-english-street.png")
+    done(context)
+
+
+def test_widgets_are_added_and_removed_and_search_stays_in_the_community(chromium, server, served_db):
+    staff = user(served_db, "community_staff", 1)
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    theirs = db.query("SELECT address FROM buildings WHERE community_code <> ? AND address NOT IN "
+                      "(SELECT address FROM buildings WHERE community_code = ?) ORDER BY id LIMIT 1",
+                      [staff["unit"], staff["unit"]])[0][0]
+    mine = db.query("SELECT address FROM buildings WHERE community_code = ? ORDER BY id LIMIT 1",
+                    [staff["unit"]])[0][0]
+    db.close()
+    context, page = open_app(chromium, server, staff)
+    page.fill("#search", theirs)
+    page.press("#search", "Enter")
+    page.wait_for_function("document.querySelector('#search-results').textContent.length > 0")
+    assert theirs not in page.inner_text("#search-results")
+    page.fill("#search", mine)
+    page.press("#search", "Enter")
+    page.wait_for_function(f"document.querySelector('#search-results').textContent.includes({json.dumps(mine)})")
+    page.click("button[id*='\"type\":\"add\"'][id*='alarms']")
+    page.wait_for_selector("[data-widget=alarms]")
+    page.click("#w1 .rm")
+    page.wait_for_function("!document.querySelector('#w1')")
+    page.wait_for_timeout(500)
+    done(context)
+    context, page = open_app(chromium, server, staff)  # signed in again: the page is as left
+    page.wait_for_selector("[data-widget=alarms]")
+    assert not page.query_selector("#w1")
     done(context)

@@ -200,3 +200,26 @@ def test_no_request_the_schema_allows_gets_a_5xx(server, served_db):
 
             run()
     assert len(calls) > 100 and any(c == 200 for c in calls)
+
+
+def test_search_finds_only_inside_the_scope_and_matches_literally(server, served_db):
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    staff = user_of(served_db, "community_staff", 0)
+    other = user_of(served_db, "community_staff", 1)
+    mine = db.query("SELECT address FROM buildings WHERE community_code = ? ORDER BY id LIMIT 1", [staff["unit"]])[0][0]
+    theirs = db.query("SELECT address FROM buildings WHERE community_code = ? AND address NOT IN "
+                      "(SELECT address FROM buildings WHERE community_code = ?) ORDER BY id LIMIT 1",
+                      [other["unit"], staff["unit"]])[0][0]
+    person = db.query("SELECT name FROM people WHERE community_code = ? ORDER BY id LIMIT 1", [staff["unit"]])[0][0]
+    db.close()
+    hits = get(server, "/search", staff, q=mine).json()
+    assert any(h["kind"] == "buildings" and h["label"] == mine for h in hits)
+    assert all(h["grid_code"].startswith(staff["unit"]) for h in hits)
+    assert not [h for h in get(server, "/search", staff, q=theirs).json() if h["label"] == theirs]
+    assert any(h["kind"] == "people" for h in get(server, "/search", staff, q=person).json())
+    street = next(u for u in served_db[1].values() if u["role"] == "street_staff"
+                  and staff["unit"].startswith(u["unit"]))
+    assert not [h for h in get(server, "/search", street, q=person).json() if h["kind"] == "people"]
+    assert get(server, "/search", staff, q="%").json() == [] or all(
+        "%" in h["label"] for h in get(server, "/search", staff, q="%").json())
+    assert get(server, "/search", staff, q="x" * 101).status_code == 422
