@@ -128,6 +128,9 @@ class AuditMiddleware:
             state = scope.get("state") or {}
             user = state.get("user")
             svc = scope["app"].state.service if "app" in scope else None
+            if svc is not None and user is None:
+                # the dashboards' requests carry the session cookie; its user is in the auth cache already
+                user = svc.cached_user(Request(scope).cookies.get(SESSION_COOKIE))
             if svc is not None:
                 svc.audit.record(user.name if user else None, user.role.name if user else None,
                                  user.unit_code if user else None, scope["method"], scope["path"],
@@ -292,7 +295,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
             t = await to_thread.run_sync(svc.tiles.tile, layer, scope, z, x, y, clock)
         _audit(request, layer=layer, target=f"{z}/{x}/{y}", features=t.features)
         headers = {"X-Cache": "HIT" if hit else "MISS", "X-Features": str(t.features),
-                   "Cache-Control": "private, max-age=60", "Vary": "Authorization"}
+                   "Cache-Control": "private, max-age=60", "Vary": "Authorization, Cookie"}
         data = t.data
         if data and "gzip" in request.headers.get("accept-encoding", ""):
             data = t.gzip()

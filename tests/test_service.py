@@ -166,15 +166,19 @@ def test_every_request_is_audited(served_db, tmp_path):
         calls = [get(srv, "/layers", staff), get(srv, "/tiles/events/15/26736/14287.mvt", staff),
                  get(srv, f"/units/{staff['unit']}/metrics", staff), get(srv, "/units/440199/metrics", staff),
                  get(srv, "/layers"), get(srv, "/tiles/nope/1/1/1.mvt", staff)]
+        # the dashboards: sign in by link, then a tile on the session cookie, as the map fetches it
+        signin = httpx.get(f"{srv.url}/?token={staff['token']}")
+        cookie = {"brain_session": signin.cookies["brain_session"]}
+        calls += [signin, httpx.get(f"{srv.url}/tiles/units/15/26736/14287.mvt", cookies=cookie)]
     finally:
         srv.stop()
     db = brain.connect(f"duckdb:///{path}", read_only=True)
     rows = db.query("SELECT user_name, endpoint, layer, target, status, features FROM audit_log "
                     "WHERE endpoint <> '/health' ORDER BY ts")
     db.close()
-    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404]
+    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404, 302, 200]
     name = next(n for n, u in served_db[1].items() if u is staff)
-    assert [r[0] for r in rows] == [name] * 4 + [None, name]
+    assert [r[0] for r in rows] == [name] * 4 + [None, name, None, name]
     assert rows[1][1:4] == ("/tiles/events/15/26736/14287.mvt", "events", "15/26736/14287")
     assert rows[0][5] == len(calls[0].json())
 
