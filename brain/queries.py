@@ -11,7 +11,7 @@ from typing import Any
 
 from brain.backend import Backend, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
-from brain.metrics import OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
+from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
 from brain.model import LEVELS, VOCABS
 from brain.scope import Scope, allowed, scope_filter, visible_fields
 
@@ -227,3 +227,18 @@ def search(db: Backend, scope: Scope, text: str, limit: int = 20) -> list[dict[s
                      [text] + params + [limit])
         out += [{"kind": table, **r} for r in rows]
     return out
+
+
+def age_pyramid(db: Backend, scope: Scope, area, clock: Clock) -> list[dict[str, Any]]:
+    """People of an area by age band (the indicator registry's bands) and gender, for the age pyramid."""
+    where, params = scope_filter(scope, "t")
+    area_sql, area_params = area.sql("t")
+    clock_sql, clock_params = clock.sql()
+    cases = " ".join(
+        f"WHEN t.birth_date <= c.as_of - INTERVAL '{lo} years'"
+        + (f" AND t.birth_date > c.as_of - INTERVAL '{hi} years'" if hi else "")
+        + f" THEN '{lo}–{hi - 1 if hi else ''}'" for lo, hi in AGE_BANDS)
+    rows = db.query(f"SELECT CASE {cases} ELSE '?' END AS band, coalesce(t.gender, '?') AS g, count(*) "
+                    f"FROM people t, {clock_sql} WHERE {where} AND {area_sql} GROUP BY 1, 2",
+                    clock_params + params + area_params)
+    return [{"band": b, "gender": g, "count": int(n)} for b, g, n in rows]

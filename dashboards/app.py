@@ -453,13 +453,20 @@ def _widget(kind, ind, sc, svc, area, current, lg):
     v = ind["values"]
     if kind == "headline":
         return _kpis(v, ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"), lg)
-    if kind == "age":
-        bands = [n for n in INDICATORS if n.startswith("age_") and n != "age_unknown"]
-        return _graph(go.Figure(go.Bar(x=[v.get(n) or 0 for n in bands], y=[n[4:].replace("_", "–") for n in bands],
-                                       orientation="h")))
+    if kind == "age":  # a pyramid: men to the left, women to the right
+        rows = queries.age_pyramid(svc.db, sc, area, svc.clock())
+        bands = sorted({r["band"] for r in rows if r["band"] != "?"}, key=lambda b: int(b.split("–")[0]))
+        fig = go.Figure()
+        for gender, sign, name in (("male", -1, "男 male"), ("female", 1, "女 female")):
+            n = {r["band"]: r["count"] for r in rows if r["gender"] == gender}
+            fig.add_bar(y=bands, x=[sign * n.get(b, 0) for b in bands], orientation="h",
+                        name=bilingual(name, lg), customdata=[n.get(b, 0) for b in bands],
+                        hovertemplate="%{y}: %{customdata}<extra></extra>")
+        fig.update_layout(barmode="relative")
+        return _graph(fig)
     if kind == "origin":
         o = ind["origin"]
-        return _graph(go.Figure(go.Bar(x=[r["key"] for r in o], y=[r["count"] for r in o])))
+        return _graph(go.Figure(go.Bar(x=[r["key"] for r in o], y=[r["count"] for r in o], showlegend=False)))
     if kind == "events_time":
         rows = queries.events_by_month(svc.db, sc, area)
         fig = go.Figure()

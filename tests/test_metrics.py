@@ -176,3 +176,25 @@ def test_ranking_equals_the_children_metrics(server, served_db, frames):
             want = expected(cut(frames, lambda df: df.street_code == row["code"]))[metric]
             assert row["value"] == pytest.approx(want, abs=1e-3)
     assert LEVELS[1] == r["level"]
+
+
+def test_age_pyramid_adds_up_to_the_age_bands(served_db, frames):
+    """The dashboards' pyramid splits the registry's age bands by gender without losing anyone."""
+    from brain.auth import ROLES, User
+    from brain.metrics import Area, Clock
+    from brain.queries import age_pyramid
+    from brain.scope import Scope
+    from brain.settings import Settings
+
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    code = sorted(frames["_units"][frames["_units"].level == "community"].code)[0]
+    scope = Scope(User("t", ROLES["district_analyst"], "440199", "district"))
+    rows = age_pyramid(db, scope, Area(unit=code, level="community"),
+                       Clock.from_settings(Settings(as_of=datetime.fromisoformat(AS_OF))))
+    db.close()
+    want = expected(cut(frames, lambda df: df.community_code == code))
+    for lo, hi in ((0, 15), (15, 35), (35, 60), (60, 80), (80, None)):
+        band = f"{lo}–{hi - 1 if hi else ''}"
+        name = f"age_{lo}_{hi - 1}" if hi else f"age_{lo}_plus"
+        assert sum(r["count"] for r in rows if r["band"] == band) == want[name], band
+    assert {r["gender"] for r in rows} <= {"male", "female", "?"}
