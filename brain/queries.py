@@ -12,7 +12,7 @@ from typing import Any
 from brain.backend import Backend, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
 from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
-from brain.model import LEVELS, VOCABS
+from brain.model import ENTITIES, LEVELS, VOCABS
 from brain.scope import Scope, allowed, scope_filter, visible_fields
 
 
@@ -34,8 +34,11 @@ def _isna(v: Any) -> bool:
         return False
 
 
-def _cols(names: list[str]) -> str:
-    return ", ".join(f"t.{quote_ident(n)}" for n in names)
+def _cols(names: list[str], entity: str | None = None) -> str:
+    # dates leave as 'YYYY-MM-DD' text: through a DataFrame they would come back as midnight timestamps
+    fields = ENTITIES[entity].field_map if entity else {}
+    return ", ".join(f"CAST(t.{quote_ident(n)} AS VARCHAR) AS {quote_ident(n)}"
+                     if n in fields and fields[n].type == "date" else f"t.{quote_ident(n)}" for n in names)
 
 
 def unit_tree(db: Backend, scope: Scope, level: str | None = None, geometry: bool = True) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_l
 
     if allowed(scope, "read-features", "people"):
         pf = visible_fields(scope, "people")
-        people = _rows(db, f"SELECT t.id, {_cols(pf)} FROM people t WHERE t.building_id = ? AND {where} "
+        people = _rows(db, f"SELECT t.id, {_cols(pf, 'people')} FROM people t WHERE t.building_id = ? AND {where} "
                            f"ORDER BY t.household_id, t.id", [building_id] + params)
         linked = {h for (h,) in db.query("SELECT t.household_id FROM households t WHERE t.building_id = ? "
                                          f"AND t.linked AND {where}", [building_id] + params)}

@@ -119,6 +119,7 @@ def test_building_drilldown_masks_fields_by_role(server, served_db):
     residents = [p for h in full["households"] for p in h["residents"]]
     assert len(residents) == n == full["summary"]["residents"]
     assert {"name", "id_number", "phone"} <= set(residents[0])
+    assert all(r["birth_date"] is None or len(r["birth_date"]) == 10 for r in residents)  # a date, not a time
     masked = get(server, f"/buildings/{bid}", street).json()
     assert masked["summary"]["residents"] == n and masked["events"] is not None
     assert_masked(masked)
