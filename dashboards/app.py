@@ -204,11 +204,14 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             ]),
             html.Section(className="mypage", children=[
                 html.H2(t("mypage", lg)),
+                # each widget of the palette is dragged into the grid, or added by a click
                 html.Div(className="palette", children=[html.Span(t("add_widget", lg) + ":")] + [
-                    html.Button(t(w, lg), id={"type": "add", "w": w}, className="add") for w in WIDGETS]),
+                    dsg.DraggableDiv(id=f"palette-{w}", children=html.Button(
+                        t(w, lg), id={"type": "add", "w": w}, className="add")) for w in WIDGETS]),
                 # rendered with the page, so the grid mounts with its widgets and their saved places
                 dsg.Grid(id="grid", cols=12, rowHeight=150, layout=page["layout"], draggableHandle=".whead",
                          draggableCancel=".rm",  # the remove button clicks, it does not drag
+                         isDroppable=True,
                          compactType="vertical",
                          children=cards(page, {"kind": "unit", "code": user.unit_code}, sc, lg)),
             ]),
@@ -367,16 +370,28 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         return html.Div(out, **{"data-building": bid})
 
     # -- my page: indicator widgets (指标磁铁), saved per user (千人千面) -----------------------------------
-    @app.callback(Output("page", "data"), Input({"type": "add", "w": ALL}, "n_clicks"),
-                  Input({"type": "rm", "i": ALL}, "n_clicks"), Input("grid", "layout"), State("page", "data"),
+    @app.callback(Output("page", "data"), Output("grid", "children", allow_duplicate=True), Output("grid", "layout"),
+                  Input({"type": "add", "w": ALL}, "n_clicks"),
+                  Input({"type": "rm", "i": ALL}, "n_clicks"), Input("grid", "layout"),
+                  Input("grid", "droppedItem"), State("page", "data"), State("current", "data"),
                   prevent_initial_call=True)
-    def edit_page(adds, rms, layout, page):
+    def edit_page(adds, rms, layout, dropped, page, current):
         trig = ctx.triggered_id
         page = {"widgets": list(page["widgets"]), "layout": page_layout(page)}
-        if isinstance(trig, dict) and trig.get("type") == "add" and any(a for a in adds if a):
+
+        def add(kind, x=0, y=100, w=6, h=2):
             n = max([int(w["i"][1:]) for w in page["widgets"]] + [0]) + 1
-            page["widgets"].append({"i": f"w{n}", "type": trig["w"]})
-            page["layout"].append({"i": f"w{n}", "x": 0, "y": 100, "w": 6, "h": 2})
+            for it in page["layout"]:  # make room where it lands, as the grid does while dragging
+                if it["x"] < x + w and x < it["x"] + it["w"] and it["y"] + it["h"] > y:
+                    it["y"] += h
+            page["widgets"].append({"i": f"w{n}", "type": kind})
+            page["layout"].append({"i": f"w{n}", "x": x, "y": y, "w": w, "h": h})
+
+        if "grid.droppedItem" in ctx.triggered_prop_ids and dropped and \
+                str(dropped.get("i", "")).removeprefix("palette-") in WIDGETS:
+            add(dropped["i"].removeprefix("palette-"), int(dropped.get("x", 0)), int(dropped.get("y", 100)))
+        elif isinstance(trig, dict) and trig.get("type") == "add" and any(a for a in adds if a):
+            add(trig["w"])
         elif isinstance(trig, dict) and trig.get("type") == "rm" and any(r for r in rms if r):
             page["widgets"] = [w for w in page["widgets"] if w["i"] != trig["i"]]
             page["layout"] = [it for it in page["layout"] if it["i"] != trig["i"]]
@@ -386,8 +401,14 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             if {it["i"] for it in items} != keep or items == page_layout(page):
                 raise PreventUpdate  # a grid still mounting, or nothing moved: nothing to keep
             page["layout"] = items
+            queries.save_layout(service().db, scope().user.name, page)
+            return page, dash.no_update, dash.no_update  # the grid already shows it
+        else:
+            raise PreventUpdate  # buttons appearing with the cards, not clicked
         queries.save_layout(service().db, scope().user.name, page)
-        return page
+        # a widget added or removed: its cards and their places reach the grid together, or the grid would
+        # compact the old places before the new card is there
+        return page, cards(page, current, scope(), lang()), page["layout"]
 
     def cards(page, current, sc, lg):
         svc = service()
@@ -409,9 +430,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                 **{"data-widget": w["type"], "data-grid": {k: place[k] for k in ("x", "y", "w", "h")}}))
         return out
 
-    @app.callback(Output("grid", "children"), Input("page", "data"), Input("current", "data"),
+    @app.callback(Output("grid", "children"), Input("current", "data"), State("page", "data"),
                   prevent_initial_call=True)
-    def widgets(page, current):
+    def widgets(current, page):
         return cards(page, current, scope(), lang())
 
     return app

@@ -286,3 +286,19 @@ def test_widgets_are_added_and_removed_and_search_stays_in_the_community(chromiu
     page.wait_for_selector("[data-widget=alarms]")
     assert not page.query_selector("#w1")
     done(context)
+
+
+def test_a_widget_dragged_from_the_palette_lands_where_dropped_and_stays(chromium, server, served_db):
+    who = user(served_db, "grid_worker", 2)
+    context, page = open_app(chromium, server, who)
+    page.locator(".react-grid-layout").scroll_into_view_if_needed()
+    page.drag_and_drop("#palette-party", ".react-grid-layout", target_position={"x": 40, "y": 20})
+    page.wait_for_selector("[data-widget=party]")
+    page.wait_for_timeout(500)
+    done(context)
+    context, page = open_app(chromium, server, who)
+    page.wait_for_selector("[data-widget=party]")
+    party, first = page.locator("[data-widget=party]").bounding_box(), page.locator("#w1").bounding_box()
+    assert party["y"] < first["y"] and abs(party["x"] - first["x"]) < 5, \
+        "the dropped widget should sit where it was dropped: top left, above the widget that was there"
+    done(context)
