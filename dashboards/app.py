@@ -380,7 +380,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         page = {"widgets": list(page["widgets"]), "layout": page_layout(page)}
 
         def add(kind, x=0, y=100, w=6, h=2):
-            n = max([int(w["i"][1:]) for w in page["widgets"]] + [0]) + 1
+            n = max([int(card["i"][1:]) for card in page["widgets"]] + [0]) + 1
             for it in page["layout"]:  # make room where it lands, as the grid does while dragging
                 if it["x"] < x + w and x < it["x"] + it["w"] and it["y"] + it["h"] > y:
                     it["y"] += h
