@@ -162,6 +162,118 @@ class DuckDBBackend:
         self._con.close()
 
 
+def to_pyformat(sql: str) -> str:
+    """brain's `?` placeholders as psycopg's `%s`; `%` doubled. Quoted text and identifiers are left alone."""
+    out, quote = [], None
+    for ch in sql:
+        if quote:
+            out.append("%%" if ch == "%" else ch)
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+PG_TYPES = {"i": "BIGINT", "u": "BIGINT", "f": "DOUBLE PRECISION", "b": "BOOLEAN", "M": "TIMESTAMP"}
+
+
+class PostGISBackend:
+    """A PostgreSQL/PostGIS database through a psycopg 3 connection pool (one pinned connection per thread)."""
+
+    dialect = "postgis"
+
+    def __init__(self, url: str, max_size: int | None = None):
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        size = max_size or int(os.environ.get("BRAIN_PG_POOL_MAX", "20"))
+        try:
+            psycopg.connect(url, connect_timeout=5).close()  # a wrong URL fails now, with the server's reason
+            self._pool = ConnectionPool(url, min_size=1, max_size=size, kwargs={"autocommit": True}, open=True,
+                                        timeout=10)
+            self._pool.wait(timeout=10)
+        except (psycopg.Error, Exception) as exc:  # the pool wraps connection errors in its own types
+            raise BackendError(f"cannot connect to {_redact(url)}: {exc}") from exc
+        self._local = threading.local()
+        self._held: list = []
+        self._lock = threading.Lock()
+        self.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._pool.getconn()
+            with self._lock:
+                self._held.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _run(self, sql: str, params):
+        cur = self._conn().cursor()
+        # without parameters psycopg leaves `%` alone, so only a parameterised statement is translated
+        cur.execute(to_pyformat(sql) if params else sql, params or None)
+        return cur
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run a statement with bound parameters."""
+        self._run(sql, params).close()
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """Run a query and return its rows."""
+        with self._run(sql, params) as cur:
+            return cur.fetchall()
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return a DataFrame."""
+        with self._run(sql, params) as cur:
+            cols = [d.name for d in cur.description or []]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+    def register(self, name: str, df: pd.DataFrame) -> None:
+        """Expose a DataFrame to SQL as a temporary table of this thread's connection (loaded with COPY)."""
+        cols = ", ".join(f"{quote_ident(c)} {PG_TYPES.get(df[c].dtype.kind, 'TEXT')}" for c in df.columns)
+        conn = self._conn()
+        conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+        conn.execute(f"CREATE TEMP TABLE {quote_ident(name)} ({cols})")
+        with conn.cursor().copy(f"COPY {quote_ident(name)} FROM STDIN") as copy:
+            for row in df.itertuples(index=False, name=None):
+                copy.write_row([None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v
+                                for v in row])
+
+    def unregister(self, name: str) -> None:
+        """Drop a registered DataFrame."""
+        self._conn().execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All statements inside commit together or not at all."""
+        with self._conn().transaction():
+            yield
+
+    def close(self) -> None:
+        """Return every connection and close the pool."""
+        with self._lock:
+            for conn in self._held:
+                with contextlib.suppress(Exception):
+                    self._pool.putconn(conn)
+            self._held.clear()
+        self._pool.close()
+
+
+def _redact(url: str) -> str:
+    p = urlparse(url)
+    return url.replace(f":{p.password}@", ":***@") if p.password else url
+
+
 def connect(url: str | None = None, read_only: bool = False) -> Backend:
     """Open a backend from a URL: `duckdb:///relative/or//absolute/path.duckdb` or `duckdb:///:memory:`."""
     url = url or DEFAULT_URL
@@ -172,5 +284,5 @@ def connect(url: str | None = None, read_only: bool = False) -> Backend:
             raise BackendError(f"no file in {url!r}: write duckdb:///path/to/file.duckdb")
         return DuckDBBackend(path, read_only=read_only)
     if parsed.scheme in ("postgresql", "postgres"):
-        raise BackendError("the PostGIS backend is not built yet (issue: PostGIS backend); use duckdb:///file")
+        return PostGISBackend(url)
     raise BackendError(f"unknown database URL {url!r}: use duckdb:///path/to/file.duckdb")

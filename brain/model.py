@@ -108,7 +108,7 @@ class Field:
     @property
     def sql_type(self) -> str:
         """The column type in both backends' SQL."""
-        return {"text": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
+        return {"text": "VARCHAR", "int": "BIGINT", "float": "DOUBLE PRECISION", "bool": "BOOLEAN",
                 "timestamp": "TIMESTAMP", "date": "DATE", "category": "VARCHAR", "multi": "VARCHAR"}[self.type]
 
 

@@ -6,7 +6,7 @@ from brain.backend import Backend, quote_ident
 from brain.errors import BackendError
 from brain.model import ENTITIES, PLACEMENT, PROVENANCE, Entity
 
-SCHEMA_VERSION = "3"  # 2: device_readings carry their device's point; 3: audit_log, derived tables
+SCHEMA_VERSION = "4"  # 2: readings carry their device's point; 3: audit_log, derived tables; 4: PostgreSQL-safe names
 
 ADMIN_UNITS = """
 CREATE TABLE IF NOT EXISTS admin_units (
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS admin_units (
     source VARCHAR,
     row_hash VARCHAR,
     ingest_run VARCHAR,
-    area_m2 DOUBLE,
+    area_m2 DOUBLE PRECISION,
     geom GEOMETRY,
     geom_3857 GEOMETRY
 )"""
@@ -63,7 +63,7 @@ SUPPORT = [
         width INTEGER,
         height INTEGER,
         bands INTEGER,
-        xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE,
+        west DOUBLE PRECISION, south DOUBLE PRECISION, east DOUBLE PRECISION, north DOUBLE PRECISION,
         ingest_run VARCHAR
     )""",
     """CREATE TABLE IF NOT EXISTS audit_log (
@@ -77,7 +77,7 @@ SUPPORT = [
         target VARCHAR,
         features BIGINT,
         status INTEGER,
-        ms DOUBLE
+        ms DOUBLE PRECISION
     )""",
     """CREATE TABLE IF NOT EXISTS user_layouts (
         user_name VARCHAR PRIMARY KEY,
@@ -94,7 +94,7 @@ def entity_columns(entity: Entity) -> list[tuple[str, str]]:
     cols += [(f.name, f.sql_type) for f in entity.fields]
     cols += [(c, "VARCHAR") for c in PLACEMENT]
     if entity.placed:
-        cols += [("lon", "DOUBLE"), ("lat", "DOUBLE"), ("geom", "GEOMETRY"), ("geom_3857", "GEOMETRY")]
+        cols += [("lon", "DOUBLE PRECISION"), ("lat", "DOUBLE PRECISION"), ("geom", "GEOMETRY"), ("geom_3857", "GEOMETRY")]
     return cols
 
 
