@@ -240,14 +240,20 @@ class PostGISBackend:
 
     def register(self, name: str, df: pd.DataFrame) -> None:
         """Expose a DataFrame to SQL as a temporary table of this thread's connection (loaded with COPY)."""
-        cols = ", ".join(f"{quote_ident(c)} {PG_TYPES.get(df[c].dtype.kind, 'TEXT')}" for c in df.columns)
+        def pg_type(col: pd.Series) -> str:
+            if col.dtype.kind == "O":
+                first = col.dropna().head(1).tolist()
+                return "BYTEA" if first and isinstance(first[0], (bytes, bytearray, memoryview)) else "TEXT"
+            return PG_TYPES.get(col.dtype.kind, "TEXT")
+
+        cols = ", ".join(f"{quote_ident(c)} {pg_type(df[c])}" for c in df.columns)
         conn = self._conn()
         conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
         conn.execute(f"CREATE TEMP TABLE {quote_ident(name)} ({cols})")
         with conn.cursor().copy(f"COPY {quote_ident(name)} FROM STDIN") as copy:
             for row in df.itertuples(index=False, name=None):
-                copy.write_row([None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v
-                                for v in row])
+                copy.write_row([None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+                                else bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in row])
 
     def unregister(self, name: str) -> None:
         """Drop a registered DataFrame."""

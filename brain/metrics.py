@@ -45,7 +45,7 @@ def _count(where: str | None = None) -> str:
 
 def _ratio(num: str, den: str) -> str:
     return f"CASE WHEN count(*) FILTER (WHERE {den}) = 0 THEN NULL ELSE " \
-           f"CAST(count(*) FILTER (WHERE {num}) AS DOUBLE) / count(*) FILTER (WHERE {den}) END"
+           f"CAST(count(*) FILTER (WHERE {num}) AS DOUBLE PRECISION) / count(*) FILTER (WHERE {den}) END"
 
 
 def _median_seconds(start: str, end: str, divisor: int) -> str:
@@ -165,8 +165,8 @@ class Clock:
 
     def sql(self) -> tuple[str, list]:
         """The one-row relation `c` that indicators read the clock from."""
-        return "(SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE) AS respond_s, " \
-               "CAST(? AS DOUBLE) AS close_s) AS c", [self.as_of, self.respond_s, self.close_s]
+        return "(SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE PRECISION) AS respond_s, " \
+               "CAST(? AS DOUBLE PRECISION) AS close_s) AS c", [self.as_of, self.respond_s, self.close_s]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ ERRORS: dict[type[BrainError], int] = {
 SESSION_COOKIE = "brain_session"
 AUTH_TTL = 5.0  # seconds a token → user lookup is reused; a removed user stops working within this
 MVT = "application/vnd.mapbox-vector-tile"
-JSON_TYPES = {"VARCHAR": "String", "BIGINT": "Number", "DOUBLE": "Number", "BOOLEAN": "Boolean"}
+JSON_TYPES = {"VARCHAR": "String", "BIGINT": "Number", "DOUBLE PRECISION": "Number", "BOOLEAN": "Boolean"}
 
 bearer = HTTPBearer(auto_error=False, description="API token printed by `brain users add`")
 token_query = APIKeyQuery(name="token", auto_error=False,

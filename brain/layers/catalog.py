@@ -15,7 +15,7 @@ from brain.model import ENTITIES
 from brain.scope import Scope, allowed
 
 #: MVT property types for the model's field types (ST_AsMVT takes VARCHAR/DOUBLE/BIGINT/BOOLEAN).
-MVT_TYPES = {"text": "VARCHAR", "category": "VARCHAR", "multi": "VARCHAR", "int": "BIGINT", "float": "DOUBLE",
+MVT_TYPES = {"text": "VARCHAR", "category": "VARCHAR", "multi": "VARCHAR", "int": "BIGINT", "float": "DOUBLE PRECISION",
              "bool": "BOOLEAN", "timestamp": "VARCHAR", "date": "VARCHAR"}
 #: Field types of tables outside the model (admin units and derived tables).
 EXTRA_TYPES = {

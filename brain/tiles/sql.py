@@ -36,10 +36,19 @@ def _prop(part: Part, name: str) -> str:
 def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str, clip: bool,
                dialect: str = "duckdb") -> TileQuery:
     """SQL returning (mvt bytes, feature count) for one part; cached, so built once per (part, role, level)."""
-    if dialect != "duckdb":  # the PostGIS dialect lands with the PostGIS backend
-        raise NotImplementedError(f"no tile SQL for dialect {dialect!r} yet")
+    if dialect not in ("duckdb", "postgis"):
+        raise NotImplementedError(f"no tile SQL for dialect {dialect!r}")
+    pg = dialect == "postgis"
     scope_col = quote_ident(level_column)
-    env = "ST_MakeEnvelope(?, ?, ?, ?)"
+    env = "ST_MakeEnvelope(?, ?, ?, ?, 3857)" if pg else "ST_MakeEnvelope(?, ?, ?, ?)"
+    box = f"{env}::box2d" if pg else f"ST_Extent({env})"
+
+    def mvt(props: str, name: str, order: str) -> str:
+        # DuckDB's ST_AsMVT takes a STRUCT; PostGIS's takes the row, every column but the geometry a property
+        if pg:
+            return f"ST_AsMVT(f, {_q_str(name)}, {EXTENT}, 'mvtgeom' ORDER BY {order})"
+        return f"ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(name)}, {EXTENT}, 'geometry' ORDER BY {order})"
+
     if mode == "features":
         cols = ", ".join(f"{_prop(part, f)} AS {quote_ident(f)}" for f in fields)
         geom = "t.geom_3857"
@@ -53,14 +62,13 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
         names = [*fields, *(n for n, _ in part.computed)]
         props = ", ".join(["'id': f.id"] + [f"{_q_str(f)}: f.{quote_ident(f)}" for f in names])
         computed = "".join(f", CAST(({expr}) AS BOOLEAN) AS {quote_ident(n)}" for n, expr in part.computed)
-        clock_cte = (", c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE) AS respond_s, "
-                     "CAST(? AS DOUBLE) AS close_s)") if part.computed else ""
+        clock_cte = (", c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE PRECISION) AS respond_s, "
+                     "CAST(? AS DOUBLE PRECISION) AS close_s)") if part.computed else ""
         sql = (
             f"WITH hits AS MATERIALIZED (SELECT * FROM {quote_ident(part.table)} t "
             f"WHERE ST_Intersects(t.geom_3857, {env}){where}){scope_cte}{clock_cte} "
-            f"SELECT ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
-            f"ORDER BY f.id), count(*) FROM ("
-            f"SELECT t.{quote_ident(part.id_column)} AS id, ST_AsMVTGeom({geom}, ST_Extent({env}), {EXTENT}, {BUFFER}, true) AS mvtgeom"
+            f"SELECT {mvt(props, part.name, 'f.id')}, count(*) FROM ("
+            f"SELECT t.{quote_ident(part.id_column)} AS id, ST_AsMVTGeom({geom}, {box}, {EXTENT}, {BUFFER}, true) AS mvtgeom"
             + (f", {cols}" if cols else "") + computed
             + f" FROM hits t{', s' if clip else ''}{', c' if part.computed else ''} WHERE t.{scope_col} = ?) f "
             "WHERE f.mvtgeom IS NOT NULL"
@@ -81,19 +89,18 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
             shown.append(f"CASE WHEN {v} > 0 AND {v} < ? THEN NULL ELSE CAST({v} AS BIGINT) END")
         else:
             base = f"coalesce(a.{quote_ident(i.base)}, 0)" if i.base else "0"
-            shown.append(f"CASE WHEN {base} > 0 AND {base} < ? THEN NULL ELSE CAST({v} AS DOUBLE) END")
+            shown.append(f"CASE WHEN {base} > 0 AND {base} < ? THEN NULL ELSE CAST({v} AS DOUBLE PRECISION) END")
     props = ", ".join(["'code': f.code", "'name': f.name"] + [f"{_q_str(i.name)}: f.{quote_ident(i.name)}"
                                                               for i in inds])
     sql = (
         f"WITH g AS MATERIALIZED (SELECT u.code, u.name, u.geom_3857 FROM admin_units u "
         f"WHERE ST_Intersects(u.geom_3857, {env}) AND u.level = 'grid' AND u.{scope_col} = ?), "
-        f"c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE) AS respond_s, "
-        f"CAST(? AS DOUBLE) AS close_s), "
+        f"c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE PRECISION) AS respond_s, "
+        f"CAST(? AS DOUBLE PRECISION) AS close_s), "
         f"a AS (SELECT t.grid_code AS code, {exprs} FROM {quote_ident(part.table)} t, c "
         f"WHERE t.{scope_col} = ? AND t.grid_code IN (SELECT code FROM g){where} GROUP BY 1) "
-        f"SELECT ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
-        f"ORDER BY f.code), count(*) FROM ("
-        f"SELECT g.code, g.name, ST_AsMVTGeom(g.geom_3857, ST_Extent({env}), {EXTENT}, {BUFFER}, true) AS mvtgeom, "
+        f"SELECT {mvt(props, part.name, 'f.code')}, count(*) FROM ("
+        f"SELECT g.code, g.name, ST_AsMVTGeom(g.geom_3857, {box}, {EXTENT}, {BUFFER}, true) AS mvtgeom, "
         + ", ".join(f"{s} AS {quote_ident(i.name)}" for s, i in zip(shown, inds))
         + " FROM g LEFT JOIN a ON a.code = g.code) f WHERE f.mvtgeom IS NOT NULL"
     )
