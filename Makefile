@@ -10,7 +10,7 @@ DB ?= duckdb:///data/brain.duckdb
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: browser setup demo test sample bench bench-ingest bench-tiles bench-dashboard serve clean help
+.PHONY: browser postgis setup demo test sample bench bench-ingest bench-tiles bench-dashboard serve clean help
 
 help:
 	@echo "make demo   — set up, generate + ingest the sample district, create sample users, serve it (URLs printed)"
@@ -18,7 +18,13 @@ help:
 	@echo "make bench  — benchmarks (bench/ingest.py, bench/tiles.py: the large sample end to end)"
 
 # Idempotent and quick when nothing changed: reinstalls only when pyproject.toml is newer than the stamp.
-setup: $(STAMP) browser
+setup: $(STAMP) browser postgis
+
+# The PostGIS tests start a throwaway PostgreSQL 15 cluster; PostGIS comes from the Debian registry.
+postgis:
+	@test -f /usr/share/postgresql/15/extension/postgis.control || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15-postgis-3; }
 
 # The dashboards' tests drive Debian's Chromium (never `playwright install`); a CJK font makes the
 # screenshots readable. Installed from the Debian registry when missing (as root, or with passwordless sudo).

@@ -218,9 +218,15 @@ class PostGISBackend:
         return conn
 
     def _run(self, sql: str, params):
+        import psycopg
+
         cur = self._conn().cursor()
-        # without parameters psycopg leaves `%` alone, so only a parameterised statement is translated
-        cur.execute(to_pyformat(sql) if params else sql, params or None)
+        try:
+            # without parameters psycopg leaves `%` alone, so only a parameterised statement is translated
+            cur.execute(to_pyformat(sql) if params else sql, params or None)
+        except psycopg.errors.UndefinedFunction as exc:
+            cur.close()
+            raise BackendError(f"{self.dialect}: {str(exc).splitlines()[0]} — not ported to PostGIS yet") from exc
         return cur
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:

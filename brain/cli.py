@@ -30,7 +30,8 @@ app.add_typer(users_app, name="users")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-DB_HELP = "Database URL: duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb"
+DB_HELP = ("Database URL: duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, "
+           "or postgresql://user@host:port/dbname (PostGIS)")
 
 
 def _fail(exc: BaseException) -> None:
@@ -136,6 +137,23 @@ def db_init(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP))
     with _database(db) as backend:
         init_schema(backend)
     console.print(f"schema ready in {db}")
+
+
+@db_app.command("copy")
+def db_copy(
+    source: str = typer.Option(..., "--from", help="The database to copy from (" + DB_HELP + ")"),
+    target: str = typer.Option(..., "--to", help="The database to replace the data of"),
+) -> None:
+    """Copy the canonical, ingest-record and derived tables between databases (e.g. a DuckDB file to PostGIS).
+
+    Users, sessions, saved pages and the audit stay with their database.
+    """
+    from brain.transfer import copy_database
+
+    with _database(source, read_only=source.startswith("duckdb")) as src, _database(target) as dst:
+        with dst.transaction():
+            counts = copy_database(src, dst, lambda t, n: err.print(f"  {t:<18} {n:>10,} rows"))
+    console.print(f"copied {sum(counts.values()):,} rows in {len(counts)} tables from {source} to {target}")
 
 
 @app.command()

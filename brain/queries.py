@@ -181,9 +181,9 @@ def events_by_month(db: Backend, scope: Scope, area) -> list[dict[str, Any]]:
     where, params = scope_filter(scope, "t")
     area_sql, area_params = area.sql("t")
     conds, params = [where, area_sql], params + area_params
-    rows = db.query("SELECT strftime(date_trunc('month', t.reported_at), '%Y-%m') AS m, t.status, count(*) "
+    rows = db.query("SELECT CAST(date_trunc('month', t.reported_at) AS DATE) AS m, t.status, count(*) "
                     "FROM events t WHERE " + " AND ".join(conds) + " GROUP BY 1, 2 ORDER BY 1, 2", params)
-    return [{"month": m, "status": s, "count": int(n)} for m, s, n in rows]
+    return [{"month": f"{m:%Y-%m}", "status": s, "count": int(n)} for m, s, n in rows if m is not None]
 
 
 def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[dict[str, Any]]:
@@ -198,7 +198,7 @@ def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[d
 def at_point(db: Backend, scope: Scope, lon: float, lat: float) -> dict[str, Any]:
     """What lies at a clicked point inside the scope: the building there (if any) and the deepest unit."""
     where, params = scope_filter(scope, "t")
-    pt = "ST_Point(?, ?)"
+    pt = "ST_SetSRID(ST_Point(?, ?), 4326)" if db.dialect == "postgis" else "ST_Point(?, ?)"
     b = db.query(f"SELECT t.id FROM buildings t WHERE t.lon BETWEEN ? AND ? AND t.lat BETWEEN ? AND ? "
                  f"AND ST_Contains(t.geom, {pt}) AND {where} ORDER BY t.id LIMIT 1",
                  [lon - 0.01, lon + 0.01, lat - 0.01, lat + 0.01, lon, lat] + params)

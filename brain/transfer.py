@@ -1,4 +1,7 @@
-"""Copy a whole brain database from one backend to another (DuckDB file → PostGIS server, or back)."""
+"""Copy a brain database from one backend to another (DuckDB file ⇄ PostGIS server), in bulk.
+
+The PostGIS backend ingests through this: DuckDB is the ingest engine, the server receives the result by COPY.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +9,60 @@ from typing import Callable
 
 from brain.backend import Backend, quote_ident
 from brain.model import ENTITIES
-from brain.schema import entity_columns, init_schema
+from brain.schema import init_schema
 
-ADMIN = ("code", "name", "level", "parent_code", "grid_code", "community_code", "street_code", "district_code",
-         "source", "row_hash", "ingest_run", "area_m2", "geom", "geom_3857")
 GEOM_SRID = {"geom": 4326, "geom_3857": 3857}
-DERIVED = {
-    "households": ("id", "household_id", "building_id", "members", "linked", "grid_code", "community_code",
-                   "street_code", "district_code", "lon", "lat", "geom", "geom_3857"),
-    "party_links": ("id", "member_id", "organisation_id", "household_id", "grid_code", "community_code",
-                    "street_code", "district_code", "geom", "geom_3857"),
-}
+#: What a copy carries: the canonical tables, the ingest record and the derived tables (users, sessions,
+#: layouts and the audit stay with their database).
+CANONICAL = ("admin_units", *ENTITIES, "quarantine", "ingest_runs", "rasters")
+DERIVED = ("households", "party_links")
 
 
-def _select(columns, src_dialect: str) -> str:
-    return ", ".join(f"ST_AsWKB({quote_ident(c)}) AS {quote_ident(c)}" if c in GEOM_SRID else quote_ident(c)
-                     for c in columns)
+def _columns(db: Backend, table: str) -> list[tuple[str, str]]:
+    rows = db.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                    "ORDER BY ordinal_position", [table])
+    return [(c, t) for c, t in rows]
 
 
-def _insert_exprs(columns) -> str:
-    return ", ".join(f"ST_SetSRID(ST_GeomFromWKB({quote_ident(c)}), {GEOM_SRID[c]}) AS {quote_ident(c)}"
-                     if c in GEOM_SRID else quote_ident(c) for c in columns)
+def _is_geom(name: str, typ: str) -> bool:
+    return name in GEOM_SRID and typ.upper() in ("GEOMETRY", "USER-DEFINED")
 
 
 def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], None] | None = None) -> dict:
-    """Replace dst's canonical and derived tables with src's; return rows copied per table."""
+    """Replace dst's canonical, ingest-record and derived tables with src's; return rows copied per table."""
     init_schema(dst)
-    tables = {"admin_units": ADMIN} | {e.name: tuple(c for c, _ in entity_columns(e)) for e in ENTITIES.values()}
     counts = {}
-    for table, cols in {**tables, **DERIVED}.items():
-        df = src.frame(f"SELECT {_select(cols, src.dialect)} FROM {quote_ident(table)}")
+    for table in (*CANONICAL, *DERIVED):
+        cols = _columns(src, table)
+        if not cols:
+            continue
+        wkb = "ST_AsBinary" if src.dialect == "postgis" else "ST_AsWKB"
+        select = ", ".join(f"{wkb}({quote_ident(c)}) AS {quote_ident(c)}" if _is_geom(c, t) else quote_ident(c)
+                           for c, t in cols)
+        df = src.frame(f"SELECT {select} FROM {quote_ident(table)}")
+        target = dict(_columns(dst, table)) if table not in DERIVED else {}
         if table in DERIVED:
             dst.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
         else:
             dst.execute(f"DELETE FROM {quote_ident(table)}")
+        exprs = []
+        for c, t in cols:
+            q = quote_ident(c)
+            if _is_geom(c, t):
+                g = f"ST_GeomFromWKB({q})"
+                exprs.append(f"{'ST_SetSRID(' + g + f', {GEOM_SRID[c]})' if dst.dialect == 'postgis' else g} AS {q}")
+            elif c in target:
+                exprs.append(f"CAST({q} AS {target[c]}) AS {q}")  # an all-empty column arrives untyped
+            else:
+                exprs.append(q)
+        body = f"SELECT {', '.join(exprs)} FROM copy_src"
         dst.register("copy_src", df)
         try:
-            body = f"SELECT {_insert_exprs(cols)} FROM copy_src"
             if table in DERIVED:
                 dst.execute(f"CREATE TABLE {quote_ident(table)} AS {body}")
             else:
-                dst.execute(f"INSERT INTO {quote_ident(table)} ({', '.join(map(quote_ident, cols))}) {body}")
+                dst.execute(f"INSERT INTO {quote_ident(table)} ({', '.join(quote_ident(c) for c, _ in cols)}) "
+                            f"{body}")
         finally:
             dst.unregister("copy_src")
         counts[table] = len(df)

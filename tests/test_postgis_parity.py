@@ -86,3 +86,95 @@ def test_indicators_are_the_same_on_both_backends(both):
                 va, vb = a["values"][k], b["values"][k]
                 assert va == vb or (isinstance(va, float) and abs(va - vb) < 1e-3), (code, k, va, vb)
             assert a["origin"] == b["origin"]
+
+
+def test_ingest_into_postgis_matches_duckdb_and_is_idempotent(sample_dir, ingested, tmp_path):
+    from conftest import run_cli
+    import json
+
+    cluster = Cluster(free_port())
+    try:
+        url = cluster.database("ingest")
+        first = run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", tmp_path / "r.json")
+        report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+        want = ingested[1]
+        assert [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in report["sources"]] == \
+            [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in want["sources"]], first.stdout
+        run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", tmp_path / "r2.json")
+        again = json.loads((tmp_path / "r2.json").read_text(encoding="utf-8"))
+        assert all(s["inserted"] == 0 and s["updated"] == 0 for s in again["sources"])
+        pg = brain.connect(url)
+        duck = brain.connect(ingested[0], read_only=True)
+        try:
+            for table in ("admin_units", "people", "buildings", "events", "quarantine", "households", "party_links"):
+                assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}"), table
+            q = "SELECT source, reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2"
+            assert pg.query(q) == duck.query(q)
+        finally:
+            pg.close()
+            duck.close()
+    finally:
+        cluster.stop()
+
+
+def test_serve_on_postgis_answers_as_on_duckdb(both, served_db, server):
+    """`brain serve --db postgresql://…` on the copied sample: same layers, tiles and indicators as DuckDB's."""
+    import httpx
+
+    from brain.auth import add_user
+    from conftest import Server
+
+    duck, pg = both
+    analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    staff = next(u for u in served_db[1].values() if u["role"] == "community_staff")
+    tokens = {"district_analyst": add_user(pg, "pg-analyst", "district_analyst", analyst["unit"]),
+              "community_staff": add_user(pg, "pg-staff", "community_staff", staff["unit"])}
+    srv = Server(pg.url)
+    try:
+        lon, lat = duck.query("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM admin_units "
+                              "WHERE level = 'district'")[0]
+        for role, user in (("district_analyst", analyst), ("community_staff", staff)):
+            h_pg = {"Authorization": f"Bearer {tokens[role]}"}
+            h_duck = {"Authorization": f"Bearer {user['token']}"}
+            assert httpx.get(f"{srv.url}/layers", headers=h_pg).json() == \
+                [dict(l, tiles=l["tiles"].replace(server.url, srv.url), tilejson=l["tilejson"].replace(
+                    server.url, srv.url)) for l in httpx.get(f"{server.url}/layers", headers=h_duck).json()]
+            for layer in CATALOG:
+                for z in (13, 16):
+                    t = mercantile.tile(lon, lat, z)
+                    a = httpx.get(f"{server.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_duck)
+                    b = httpx.get(f"{srv.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_pg)
+                    assert a.status_code == b.status_code == 200
+                    fa, fb = features(a.content), features(b.content)
+                    assert {k: [x[:2] for x in v] for k, v in fa.items()} == \
+                        {k: [x[:2] for x in v] for k, v in fb.items()}, (role, layer, z)
+            ma = httpx.get(f"{server.url}/units/{user['unit']}/metrics", headers=h_duck).json()["values"]
+            mb = httpx.get(f"{srv.url}/units/{user['unit']}/metrics", headers=h_pg).json()["values"]
+            assert ma == mb
+            assert httpx.get(f"{srv.url}/", params={"token": tokens[role]}, follow_redirects=True).status_code == 200
+    finally:
+        srv.stop()
+    assert pg.query("SELECT count(*) FROM audit_log WHERE user_name = 'pg-analyst'")[0][0] > 10
+
+
+def test_db_init_and_copy_through_the_cli(ingested, tmp_path):
+    from conftest import run_cli
+
+    cluster = Cluster(free_port())
+    try:
+        url = cluster.database("cli")
+        run_cli("db", "init", "--db", url)
+        out = run_cli("db", "copy", "--from", ingested[0], "--to", url)
+        assert "copied" in out.stdout
+        pg, duck = brain.connect(url), brain.connect(ingested[0], read_only=True)
+        try:
+            for table in ("admin_units", "people", "events", "quarantine", "households"):
+                assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}")
+        finally:
+            pg.close()
+            duck.close()
+        bad = run_cli("db", "copy", "--from", ingested[0], "--to", f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+                      check=False)
+        assert bad.returncode == 2 and "cannot connect" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        cluster.stop()

@@ -7,6 +7,8 @@ The whole run is one transaction: a source that cannot be read stops it and noth
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import contextlib
 import hashlib
 import json
@@ -561,4 +563,29 @@ def _arrow(values) -> pa.Array:
 
 def ingest(db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None) -> RunReport:
     """Run `manifest` into `db` and return the report."""
-    return Ingest(db, manifest, manifest_path, progress).run()
+    if db.dialect == "duckdb":
+        return Ingest(db, manifest, manifest_path, progress).run()
+    return _staged(db, manifest, manifest_path, progress)
+
+
+def _staged(db: Backend, manifest: Manifest, manifest_path: str, progress: ProgressFn | None) -> RunReport:
+    """Ingest into a server database with DuckDB as the engine: pull its current state into a scratch DuckDB
+    file (so re-runs stay idempotent and flow-back updates), run the same pipeline there, and send the result
+    back with COPY in one transaction."""
+    import tempfile
+
+    from brain.backend import DuckDBBackend
+    from brain.transfer import copy_database
+
+    with tempfile.TemporaryDirectory(prefix="brain-stage-") as tmp:
+        stage = DuckDBBackend(Path(tmp) / "stage.duckdb")
+        try:
+            init_schema(db)
+            copy_database(db, stage)
+            report = Ingest(stage, manifest, manifest_path, progress).run()
+            with db.transaction():
+                copy_database(stage, db)
+        finally:
+            stage.close()
+    report.db = db.url
+    return report

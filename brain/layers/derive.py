@@ -64,6 +64,11 @@ def create_indexes(db: Backend) -> None:
 
 def ensure_indexes(db: Backend) -> None:
     """Build the R-trees that are missing (after a failed ingest run, or on a database from elsewhere)."""
+    if db.dialect == "postgis":
+        for table in INDEXED:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_gist')} ON {quote_ident(table)} "
+                       "USING GIST (geom_3857)")
+        return
     have = {n for (n,) in db.query("SELECT index_name FROM duckdb_indexes()")}
     for table in INDEXED:
         if table + "_rtree" not in have:
