@@ -186,7 +186,7 @@ PG_TYPES = {"i": "BIGINT", "u": "BIGINT", "f": "DOUBLE PRECISION", "b": "BOOLEAN
 
 
 class PostGISBackend:
-    """A PostgreSQL/PostGIS database through a psycopg 3 connection pool (one pinned connection per thread)."""
+    """A PostgreSQL/PostGIS database through a psycopg 3 connection pool."""
 
     dialect = "postgis"
 
@@ -204,23 +204,37 @@ class PostGISBackend:
         except (psycopg.Error, Exception) as exc:  # the pool wraps connection errors in its own types
             raise BackendError(f"cannot connect to {_redact(url)}: {exc}") from exc
         self._local = threading.local()
-        self._held: list = []
-        self._lock = threading.Lock()
         self.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
-    def _conn(self):
+    @contextlib.contextmanager
+    def _use(self):
+        # A connection per statement, back to the pool at once; a thread inside a transaction, or holding a
+        # registered frame (a temporary table lives on its connection), keeps its own until it lets go.
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None:
+            yield pinned
+        else:
+            with self._pool.connection() as conn:
+                yield conn
+
+    def _pin(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._pool.getconn()
-            with self._lock:
-                self._held.append(conn)
-            self._local.conn = conn
+            self._local.conn, self._local.pins = conn, 0
+        self._local.pins += 1
         return conn
 
-    def _run(self, sql: str, params):
+    def _unpin(self) -> None:
+        self._local.pins -= 1
+        if self._local.pins <= 0:
+            conn, self._local.conn = self._local.conn, None
+            self._pool.putconn(conn)
+
+    def _run(self, conn, sql: str, params):
         import psycopg
 
-        cur = self._conn().cursor()
+        cur = conn.cursor()
         try:
             # without parameters psycopg leaves `%` alone, so only a parameterised statement is translated
             cur.execute(to_pyformat(sql) if params else sql, params or None)
@@ -231,16 +245,17 @@ class PostGISBackend:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         """Run a statement with bound parameters."""
-        self._run(sql, params).close()
+        with self._use() as conn:
+            self._run(conn, sql, params).close()
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a query and return its rows."""
-        with self._run(sql, params) as cur:
+        with self._use() as conn, self._run(conn, sql, params) as cur:
             return cur.fetchall()
 
     def frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query and return a DataFrame."""
-        with self._run(sql, params) as cur:
+        with self._use() as conn, self._run(conn, sql, params) as cur:
             cols = [d.name for d in cur.description or []]
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
@@ -253,7 +268,7 @@ class PostGISBackend:
             return PG_TYPES.get(col.dtype.kind, "TEXT")
 
         cols = ", ".join(f"{quote_ident(c)} {pg_type(df[c])}" for c in df.columns)
-        conn = self._conn()
+        conn = self._pin()  # held until unregister(): the temporary table lives on this connection
         conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
         conn.execute(f"CREATE TEMP TABLE {quote_ident(name)} ({cols})")
         with conn.cursor().copy(f"COPY {quote_ident(name)} FROM STDIN") as copy:
@@ -262,22 +277,24 @@ class PostGISBackend:
                                 else bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in row])
 
     def unregister(self, name: str) -> None:
-        """Drop a registered DataFrame."""
-        self._conn().execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+        """Drop a registered DataFrame (and let its connection go back to the pool)."""
+        try:
+            self._local.conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+        finally:
+            self._unpin()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """All statements inside commit together or not at all."""
-        with self._conn().transaction():
-            yield
+        """All statements inside commit together or not at all (on one connection held meanwhile)."""
+        conn = self._pin()
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            self._unpin()
 
     def close(self) -> None:
-        """Return every connection and close the pool."""
-        with self._lock:
-            for conn in self._held:
-                with contextlib.suppress(Exception):
-                    self._pool.putconn(conn)
-            self._held.clear()
+        """Close the pool (and its connections)."""
         self._pool.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -303,6 +304,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     cache_mb: Optional[int] = typer.Option(None, help="Tile cache size in MB; 0 turns it off [BRAIN_TILE_CACHE_MB]"),
     log_level: str = typer.Option("warning", help="uvicorn log level: debug | info | warning | error"),
+    workers: int = typer.Option(1, help="Worker processes (PostGIS only: a DuckDB file has one writer)"),
 ) -> None:
     """Serve the tiles, indicators and API of a database over HTTP (token per request; see `brain users`).
 
@@ -320,13 +322,22 @@ def serve(
         if not path.exists():
             _fail(f"no database at {path}: ingest into it first (`make demo`, or `brain ingest MANIFEST --db {db}`)")
     overrides = {"db": db} | ({"tile_cache_mb": cache_mb} if cache_mb is not None else {})
+    if workers > 1 and not db.startswith(("postgresql://", "postgres://")):
+        _fail("--workers above 1 needs a PostGIS database: a DuckDB file is written by one process")
     settings = Settings(**overrides)
     try:
         app_ = create_app(settings)
     except BrainError as exc:
         _fail(exc)
-    console.print(f"brain serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+    console.print(f"brain serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
+                  + (f" with {workers} workers" if workers > 1 else ""))
+    if workers > 1:
+        # each worker process builds its own app from the same settings, passed down as BRAIN_* variables
+        os.environ.update({f"BRAIN_{k.upper()}": str(v) for k, v in overrides.items()})
+        uvicorn.run("brain.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)
+    else:
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
 
 
 def main() -> None:

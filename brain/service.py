@@ -387,3 +387,8 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         dash_app = create_dash(lambda: app.state.service, settings.basemap_url)
         app.mount("/", WSGIMiddleware(dash_app.server))
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of `brain serve --workers N` (settings from BRAIN_* variables)."""
+    return create_app(Settings())

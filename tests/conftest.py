@@ -71,7 +71,7 @@ def free_port() -> int:
 class Server:
     """`brain serve` in a child process on a loopback port; stop() shuts it down cleanly (audit flushed)."""
 
-    def __init__(self, db_url: str, **env: str):
+    def __init__(self, db_url: str, *args: str, **env: str):
         import os
         import time
 
@@ -81,7 +81,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {**os.environ, "BRAIN_AS_OF": AS_OF, **env}
         self.proc = subprocess.Popen([sys.executable, "-m", "brain.cli", "serve", "--db", db_url, "--port",
-                                      str(self.port)], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+                                      str(self.port), *args], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
