@@ -12,7 +12,7 @@ from typing import Any
 
 from brain.metrics import OVERDUE_CLOSE, OVERDUE_RESPOND
 from brain.model import ENTITIES
-from brain.scope import Scope, allowed
+from brain.scope import Scope, allowed, visible_fields
 
 #: MVT property types for the model's field types (ST_AsMVT takes VARCHAR/DOUBLE/BIGINT/BOOLEAN).
 MVT_TYPES = {"text": "VARCHAR", "category": "VARCHAR", "multi": "VARCHAR", "int": "BIGINT", "float": "DOUBLE PRECISION",
@@ -53,8 +53,11 @@ class Part:
         return bool(f and f.personal)
 
     def visible_fields(self, scope: Scope) -> tuple[str, ...]:
-        """The fields this scope's role may read."""
-        return tuple(f for f in self.fields if scope.user.role.personal or not self.personal(f))
+        """The fields this scope's role may read (decided by brain.scope, as everywhere else)."""
+        if self.table not in ENTITIES:  # admin units and derived tables carry no personal field
+            return self.fields
+        readable = set(visible_fields(scope, self.table))
+        return tuple(f for f in self.fields if f in readable)
 
 
 @dataclass(frozen=True)
