@@ -2,7 +2,7 @@
 
     import brain
     db = brain.connect("duckdb:///data/brain.duckdb")
-    db.frame("SELECT grid_code, count(*) FROM people GROUP BY ALL")
+    db.frame("SELECT grid_code, count(*) FROM people GROUP BY 1")
 """
 
 from brain.backend import Backend, connect

@@ -31,7 +31,8 @@ class AuditLog:
 
     def record(self, user_name: str | None, role: str | None, unit_code: str | None, method: str, endpoint: str,
                layer: str | None, target: str | None, features: int | None, status: int, ms: float) -> None:
-        """Queue one row."""
+        """Queue one row (NUL characters shown as \\0: PostgreSQL text cannot hold them, and the row must land)."""
+        endpoint, target = (v.replace("\x00", "\\0") if v else v for v in (endpoint, target))
         with self._lock:
             self._rows.append((datetime.now(), user_name, role, unit_code, method, endpoint, layer, target,
                                features, status, round(ms, 3)))

@@ -104,6 +104,8 @@ def set_password(db: Backend, name: str, password: str) -> None:
 
 def check_password(db: Backend, name: str, password: str) -> bool:
     """Whether `password` is the user's (constant-time comparison; False for users without one)."""
+    if "\x00" in name:  # no name holds one, and PostgreSQL cannot bind one
+        return False
     db.execute(USERS_DDL)
     rows = db.query("SELECT password_hash FROM users WHERE name = ? AND NOT disabled", [name])
     if not rows or not rows[0][0]:

@@ -52,6 +52,15 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def lonlat_point(db: Backend, x: str, y: str) -> str:
+    """SQL for a WGS84 point from two SQL expressions, comparable with the stored `geom` columns.
+
+    PostGIS refuses to compare geometries of different SRIDs, and stored geometries carry 4326 there; DuckDB
+    geometries carry none.
+    """
+    return f"ST_SetSRID(ST_Point({x}, {y}), 4326)" if db.dialect == "postgis" else f"ST_Point({x}, {y})"
+
+
 def spatial_extension_path() -> Path:
     """Path of the spatial extension shipped by the PyPI package duckdb-extension-spatial."""
     import duckdb
@@ -278,8 +287,12 @@ class PostGISBackend:
 
     def unregister(self, name: str) -> None:
         """Drop a registered DataFrame (and let its connection go back to the pool)."""
-        try:
-            self._local.conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+        from psycopg.pq import TransactionStatus
+
+        conn = self._local.conn
+        try:  # in a failed transaction the rollback drops it; a DROP there would hide the first error
+            if conn.info.transaction_status != TransactionStatus.INERROR:
+                conn.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
         finally:
             self._unpin()
 

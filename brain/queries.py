@@ -9,7 +9,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from brain.backend import Backend, quote_ident
+from brain.backend import Backend, lonlat_point, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
 from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
 from brain.model import ENTITIES, LEVELS, VOCABS
@@ -198,7 +198,7 @@ def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[d
 def at_point(db: Backend, scope: Scope, lon: float, lat: float) -> dict[str, Any]:
     """What lies at a clicked point inside the scope: the building there (if any) and the deepest unit."""
     where, params = scope_filter(scope, "t")
-    pt = "ST_SetSRID(ST_Point(?, ?), 4326)" if db.dialect == "postgis" else "ST_Point(?, ?)"
+    pt = lonlat_point(db, "?", "?")
     b = db.query(f"SELECT t.id FROM buildings t WHERE t.lon BETWEEN ? AND ? AND t.lat BETWEEN ? AND ? "
                  f"AND ST_Contains(t.geom, {pt}) AND {where} ORDER BY t.id LIMIT 1",
                  [lon - 0.01, lon + 0.01, lat - 0.01, lat + 0.01, lon, lat] + params)

@@ -11,7 +11,7 @@ def status(db: Backend) -> dict[str, dict[str, int]]:
     names = dict(db.query("SELECT code, name FROM admin_units WHERE level = 'street'"))
     out: dict[str, dict[str, int]] = {}
     for table in ["admin_units", *ENTITIES]:
-        for street, n in db.query(f"SELECT street_code, count(*) FROM {quote_ident(table)} GROUP BY ALL"):
+        for street, n in db.query(f"SELECT street_code, count(*) FROM {quote_ident(table)} GROUP BY 1"):
             label = f"{names.get(street, street)} {street}" if street else "(district level)"
             out.setdefault(label, {})[table] = n
             out.setdefault("total", {}).setdefault(table, 0)
@@ -23,7 +23,7 @@ def status(db: Backend) -> dict[str, dict[str, int]]:
 def quarantine_rows(db: Backend, source: str | None, reason: str | None, limit: int):
     """(summary by source and reason, the first `limit` matching rows)."""
     clause, params = _quarantine_where(source, reason)
-    summary = db.query(f"SELECT source, reason, count(*) FROM quarantine {clause} GROUP BY ALL ORDER BY ALL", params)
+    summary = db.query(f"SELECT source, reason, count(*) FROM quarantine {clause} GROUP BY 1, 2 ORDER BY 1, 2", params)
     rows = db.query(f"SELECT source, row_no, reason, detail, raw FROM quarantine {clause} "
                     f"ORDER BY source, row_no LIMIT ?", [*params, limit])
     return summary, rows

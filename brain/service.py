@@ -46,6 +46,13 @@ token_query = APIKeyQuery(name="token", auto_error=False,
                           description="The same token, for map clients that cannot set headers")
 
 
+def no_nul_characters(request: Request) -> None:
+    """Refuse NUL characters in the path and query: no field holds one, and PostgreSQL cannot bind one."""
+    if any("\x00" in v for v in (*request.path_params.values(), *request.query_params.values(),
+                                   *request.query_params.keys())):
+        raise BadRequest("a parameter contains a NUL character (%00); remove it")
+
+
 class Service:
     """What the endpoints share: the backend, settings, tile source, audit log and a short auth cache."""
 
@@ -97,6 +104,7 @@ async def scope_of(request: Request, cred=Depends(bearer), token: Optional[str] 
     sid = None if tok else request.cookies.get(SESSION_COOKIE)
     user = svc.cached_user(tok or sid) or await to_thread.run_sync(svc.user, tok, sid)
     request.state.user = user
+    no_nul_characters(request)  # after the user is known, so that the refusal is audited under their name
     return Scope(user)
 
 

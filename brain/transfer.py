@@ -49,7 +49,8 @@ def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], Non
         for c, t in cols:
             q = quote_ident(c)
             if _is_geom(c, t):
-                g = f"ST_GeomFromWKB({q})"
+                # an all-NULL column arrives as text: say it is binary
+                g = f"ST_GeomFromWKB(CAST({q} AS {'BYTEA' if dst.dialect == 'postgis' else 'BLOB'}))"
                 exprs.append(f"{'ST_SetSRID(' + g + f', {GEOM_SRID[c]})' if dst.dialect == 'postgis' else g} AS {q}")
             elif c in target:
                 exprs.append(f"CAST({q} AS {target[c]}) AS {q}")  # an all-empty column arrives untyped

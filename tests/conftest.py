@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -29,13 +31,103 @@ def sample_dir(tmp_path_factory) -> Path:
     return out
 
 
+# -- the two backends ----------------------------------------------------------------------------------------
+BACKENDS = ("duckdb", "postgis")
+_DB_NUMBERS = itertools.count(1)
+
+
 @pytest.fixture(scope="session")
-def ingested(sample_dir, tmp_path_factory):
-    """(db url, report dict) of the small sample ingested through the CLI."""
-    work = tmp_path_factory.mktemp("ingested")
-    url = f"duckdb:///{work / 'brain.duckdb'}"
+def pg_cluster():
+    """One throwaway PostgreSQL 15 + PostGIS cluster for the session (never skipped: a missing server fails)."""
+    from pgcluster import Cluster
+
+    cluster = Cluster(free_port())
+    yield cluster
+    cluster.stop()
+
+
+class Databases:
+    """Fresh databases of one backend: empty ones, and clones of a database nobody holds open.
+
+    DuckDB: files in a temporary directory, cloned by copying the file. PostGIS: databases in the session's
+    cluster, cloned with CREATE DATABASE … TEMPLATE (the template must have no open connection).
+    """
+
+    def __init__(self, backend: str, tmp_path_factory, cluster=None):
+        self.backend, self._tmp, self._cluster = backend, tmp_path_factory, cluster
+
+    def _name(self, hint: str) -> str:
+        return f"{hint}_{next(_DB_NUMBERS)}"  # unique in the session's cluster, across every Databases
+
+    def empty(self, hint: str = "db") -> str:
+        """The URL of a new database with nothing in it (PostGIS: the extension only)."""
+        name = self._name(hint)
+        if self.backend == "duckdb":
+            return f"duckdb:///{self._tmp.mktemp(name) / 'brain.duckdb'}"
+        return self._cluster.database(name)
+
+    def clone(self, url: str, hint: str = "copy") -> str:
+        """A copy of the database at `url`, which must not be open anywhere."""
+        import shutil
+
+        name = self._name(hint)
+        if self.backend == "duckdb":
+            path = self._tmp.mktemp(name) / "brain.duckdb"
+            shutil.copy(url.removeprefix("duckdb:///"), path)
+            return f"duckdb:///{path}"
+        import psycopg
+
+        template = url.rsplit("/", 1)[1]
+        with psycopg.connect(self._cluster.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    """The backend every test below `ingested` runs on: the embedded default, then PostGIS."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def dbs(backend, tmp_path_factory, request) -> Databases:
+    cluster = request.getfixturevalue("pg_cluster") if backend == "postgis" else None
+    return Databases(backend, tmp_path_factory, cluster)
+
+
+def _ingest(sample_dir: Path, url: str, work: Path):
     run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", work / "report.json")
     return url, json.loads((work / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def ingested_duckdb(sample_dir, tmp_path_factory):
+    """(url, report) of the small sample ingested into a DuckDB file through the CLI; never opened for writing."""
+    work = tmp_path_factory.mktemp("ingested")
+    return _ingest(sample_dir, f"duckdb:///{work / 'brain.duckdb'}", work)
+
+
+@pytest.fixture(scope="session")
+def ingested_postgis(sample_dir, pg_cluster, tmp_path_factory):
+    """(url, report) of the same sample ingested into PostGIS through the CLI."""
+    return _ingest(sample_dir, pg_cluster.database("ingested"), tmp_path_factory.mktemp("ingested_pg"))
+
+
+@pytest.fixture(scope="session")
+def ingested(backend, request, dbs):
+    """(db url, report dict) of the small sample ingested on the backend under test.
+
+    The URL is a clone, so that tests may hold it open while `ingested_copy` still clones the original.
+    """
+    url, report = request.getfixturevalue(f"ingested_{backend}")
+    return dbs.clone(url, "ingested"), report
+
+
+@pytest.fixture(scope="session")
+def ingested_copy(backend, request, dbs):
+    """A function returning a fresh, writable copy of the ingested sample on the backend under test."""
+    url, _ = request.getfixturevalue(f"ingested_{backend}")
+    return lambda hint="copy": dbs.clone(url, hint)
 
 
 @pytest.fixture
@@ -108,21 +200,28 @@ class Server:
         return self.proc.stdout.read() if self.proc.stdout else ""
 
 
-@pytest.fixture(scope="session")
-def served_db(ingested, tmp_path_factory):
-    """A copy of the ingested sample with one user per unit and role: (path, users, truth path).
+class Served(NamedTuple):
+    url: str  # the database the `server` fixture serves
+    users: dict  # name → dict(role, unit, level, token[, password])
+    truth: Path  # a DuckDB file with the same data, which no server holds
+    pristine: str  # the database before any server touched it: clone it with dbs.clone(pristine)
 
-    users: name → dict(role, unit, level, token). The truth path is one more copy, which no server holds,
-    for the tests to read what the data really is and check the served answers against it.
+
+@pytest.fixture(scope="session")
+def served_db(ingested_copy, dbs, tmp_path_factory) -> Served:
+    """A copy of the ingested sample with one user per unit and role.
+
+    The truth file is one more copy (for PostGIS: the database copied into DuckDB), for the tests to read what
+    the data really is and check the served answers against it.
     """
     import shutil
 
     import brain
-    from brain.auth import ROLES, add_user
+    from brain.auth import ROLES, add_user, set_password
+    from brain.transfer import copy_database
 
-    path = tmp_path_factory.mktemp("served") / "brain.duckdb"
-    shutil.copy(ingested[0].removeprefix("duckdb:///"), path)
-    db = brain.connect(f"duckdb:///{path}")
+    pristine = ingested_copy("served_pristine")
+    db = brain.connect(pristine)
     users = {}
     units = db.query("SELECT code, level FROM admin_units ORDER BY code")
     for role in ROLES.values():
@@ -131,32 +230,32 @@ def served_db(ingested, tmp_path_factory):
                 name = f"{role.name}-{code}"
                 users[name] = {"role": role.name, "unit": code, "level": level,
                                "token": add_user(db, name, role.name, code)}
-    from brain.auth import set_password
-
     first = sorted(n for n, u in users.items() if u["role"] == "community_staff")[0]
     set_password(db, first, "correct horse battery")
     users[first]["password"] = "correct horse battery"
-    db.close()
-    truth = path.with_name("truth.duckdb")
-    shutil.copy(path, truth)
-    return path, users, truth
+    truth = tmp_path_factory.mktemp("truth") / "truth.duckdb"
+    if dbs.backend == "duckdb":
+        db.close()
+        shutil.copy(pristine.removeprefix("duckdb:///"), truth)
+    else:
+        out = brain.connect(f"duckdb:///{truth}")
+        copy_database(db, out)
+        out.close()
+        db.close()
+    return Served(dbs.clone(pristine, "served"), users, truth, pristine)
 
 
 @pytest.fixture(scope="session")
 def server(served_db, tmp_path_factory):
     """The service with its tile cache on."""
-    srv = Server(f"duckdb:///{served_db[0]}")
+    srv = Server(served_db.url)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def server_nocache(served_db, tmp_path_factory):
+def server_nocache(served_db, dbs):
     """The same database (a copy) served with the tile cache off."""
-    import shutil
-
-    path = tmp_path_factory.mktemp("nocache") / "brain.duckdb"
-    shutil.copy(served_db[0], path)
-    srv = Server(f"duckdb:///{path}", BRAIN_TILE_CACHE_MB="0")
+    srv = Server(dbs.clone(served_db.pristine, "nocache"), BRAIN_TILE_CACHE_MB="0")
     yield srv
     srv.stop()

@@ -4,13 +4,12 @@ This is the permission core the tile service will call; it is checked here on th
 against geometry (independent of the placement codes the filter uses), for random users.
 """
 
-import shutil
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import brain
+from brain.backend import lonlat_point
 from brain.auth import ROLES, add_user, authenticate
 from brain.model import ENTITIES
 from brain.scope import Scope, allowed, scope_filter, visible_fields
@@ -20,10 +19,8 @@ LOCATED = ["buildings", "people", "organisations", "events", "party_members", "d
 
 
 @pytest.fixture(scope="module")
-def db(ingested, tmp_path_factory):
-    path = tmp_path_factory.mktemp("auth") / "b.duckdb"
-    shutil.copy(ingested[0].removeprefix("duckdb:///"), path)
-    backend = brain.connect(f"duckdb:///{path}")
+def db(ingested_copy):
+    backend = brain.connect(ingested_copy("auth"))
     yield backend
     backend.close()
 
@@ -34,10 +31,8 @@ def units(db):
             for level in ("district", "street", "community", "grid")}
 
 
-def test_cli_prints_the_token_last_and_stores_only_its_hash(ingested, tmp_path):
-    path = tmp_path / "b.duckdb"
-    shutil.copy(ingested[0].removeprefix("duckdb:///"), path)
-    url = f"duckdb:///{path}"
+def test_cli_prints_the_token_last_and_stores_only_its_hash(ingested_copy):
+    url = ingested_copy("users")
     out = run_cli("users", "add", "wang", "--role", "community_staff", "--unit", "440199001001", "--db", url)
     token = out.stdout.strip().splitlines()[-1]
     assert len(token) >= 40
@@ -67,10 +62,8 @@ def test_cli_prints_the_token_last_and_stores_only_its_hash(ingested, tmp_path):
     (["--role", "community_staff", "--unit", "440199001"], "is a street"),
     (["--role", "grid_worker", "--unit", "999"], "no admin unit"),
 ])
-def test_bad_users_are_refused(ingested, tmp_path, args, needle):
-    path = tmp_path / "b.duckdb"
-    shutil.copy(ingested[0].removeprefix("duckdb:///"), path)
-    proc = run_cli("users", "add", "x", *args, "--db", f"duckdb:///{path}", check=False)
+def test_bad_users_are_refused(ingested_copy, args, needle):
+    proc = run_cli("users", "add", "x", *args, "--db", ingested_copy("bad_users"), check=False)
     assert proc.returncode == 2 and needle in proc.stderr
 
 
@@ -82,18 +75,24 @@ def test_scope_filter_keeps_exactly_the_rows_inside_the_unit(db, units, data):
     unit = data.draw(st.sampled_from(units[level]))
     name = f"u{data.draw(st.integers(0, 10**9))}"
     token = add_user(db, name, role, unit)
-    scope = Scope(authenticate(db, token))
+    try:
+        _check_scope_filter(db, Scope(authenticate(db, token)), role, unit)
+    finally:
+        db.execute("DELETE FROM users WHERE name = ?", [name])
+
+
+def _check_scope_filter(db, scope, role, unit):
     where, params = scope_filter(scope)
+    pt = lonlat_point(db, "t.lon", "t.lat")
     for table in LOCATED:
         inside = db.query(f"SELECT count(*) FROM {table} t WHERE {where}", params)[0][0]
         # Independent of the codes: the row's point lies in the unit's polygon (edges count for the lowest code).
         leaks = db.query(f"""SELECT count(*) FROM {table} t, admin_units u WHERE u.code = ? AND {where}
-                             AND NOT ST_Intersects(u.geom, ST_Point(t.lon, t.lat))""", [unit, *params])[0][0]
+                             AND NOT ST_Intersects(u.geom, {pt})""", [unit, *params])[0][0]
         missed = db.query(f"""SELECT count(*) FROM {table} t, admin_units u WHERE u.code = ? AND NOT ({where})
-                              AND ST_Contains(u.geom, ST_Point(t.lon, t.lat))
-                              AND NOT ST_Touches(u.geom, ST_Point(t.lon, t.lat))""", [unit, *params])[0][0]
+                              AND ST_Contains(u.geom, {pt})
+                              AND NOT ST_Touches(u.geom, {pt})""", [unit, *params])[0][0]
         assert leaks == 0 and missed == 0, (role, unit, table, inside)
-    db.execute("DELETE FROM users WHERE name = ?", [name])
 
 
 def test_scope_units_partition_the_district(db, units):

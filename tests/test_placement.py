@@ -40,7 +40,7 @@ EXPECTED = {  # id: (WGS-84 lon, lat, CRS it is delivered in, grid, community, s
 
 
 @pytest.fixture(scope="module")
-def placed(tmp_path_factory):
+def placed(tmp_path_factory, dbs):
     d = tmp_path_factory.mktemp("hand")
     units = _units()
     for level in ("district", "street", "community", "grid"):
@@ -82,7 +82,7 @@ def placed(tmp_path_factory):
                                  "columns": {"name": "name", "parent_code": "parent"}}
                                 for lv in ("district", "street", "community", "grid")]}
     (d / "manifest.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True), encoding="utf-8")
-    url = f"duckdb:///{d / 'b.duckdb'}"
+    url = dbs.empty("placed")
     run_cli("ingest", d / "manifest.yaml", "--db", url, "--report-json", d / "r.json")
     import brain
 

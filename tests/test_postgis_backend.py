@@ -11,19 +11,11 @@ from brain.backend import to_pyformat
 from brain.errors import BackendError
 from brain.schema import init_schema
 from conftest import free_port
-from pgcluster import Cluster
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(free_port())
-    yield c
-    c.stop()
 
 
 @pytest.fixture
-def pg(cluster, request):
-    db = brain.connect(cluster.database(request.node.name.lower()[:50].replace("[", "_").replace("]", "")))
+def pg(pg_cluster, request):
+    db = brain.connect(pg_cluster.database(request.node.name.lower()[:50].replace("[", "_").replace("]", "")))
     yield db
     db.close()
 
@@ -64,6 +56,6 @@ def test_schema_and_users_on_postgis(pg):
     init_schema(pg)  # idempotent
 
 
-def test_a_wrong_url_is_one_clear_error(cluster):
+def test_a_wrong_url_is_one_clear_error():
     with pytest.raises(BackendError, match="cannot connect"):
         brain.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/nope")

@@ -1,6 +1,7 @@
-"""Parity (partial, issue 5 in progress): the sample copied into PostGIS serves the same tiles and indicators.
+"""Parity: the same manifest ingested into DuckDB and into PostGIS gives the same counts, quarantine,
+indicators and decoded tile features (order-insensitive), in the library and over HTTP.
 
-Ingest into PostGIS is not ported yet; the data get there through brain.transfer.copy_database.
+The rest of the suite runs once per backend (the `backend` fixture in conftest); this module compares the two.
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ from brain.metrics import Clock, indicators, unit_area
 from brain.scope import Scope
 from brain.settings import Settings
 from brain.tiles.source import TileSource
-from brain.transfer import copy_database
-from conftest import AS_OF, free_port
-from pgcluster import Cluster
+from conftest import AS_OF, Databases, free_port, run_cli
+
+
+@pytest.fixture
+def copies(ingested_duckdb, ingested_postgis, pg_cluster, tmp_path_factory):
+    """Writable copies of the sample as ingested into each backend: (duckdb url, postgis url)."""
+    return (Databases("duckdb", tmp_path_factory).clone(ingested_duckdb[0], "parity"),
+            Databases("postgis", tmp_path_factory, pg_cluster).clone(ingested_postgis[0], "parity"))
 
 
 @pytest.fixture(scope="module")
-def both(served_db):
-    cluster = Cluster(free_port())
-    duck = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
-    pg = brain.connect(cluster.database("parity"))
-    copy_database(duck, pg)
+def both(ingested_duckdb, ingested_postgis, pg_cluster, tmp_path_factory):
+    """The two ingests, open: (duckdb, postgis)."""
+    duck = brain.connect(Databases("duckdb", tmp_path_factory).clone(ingested_duckdb[0], "both"), read_only=True)
+    pg = brain.connect(Databases("postgis", tmp_path_factory, pg_cluster).clone(ingested_postgis[0], "both"))
     yield duck, pg
     pg.close()
     duck.close()
-    cluster.stop()
 
 
 def features(data: bytes) -> dict:
@@ -88,93 +92,99 @@ def test_indicators_are_the_same_on_both_backends(both):
             assert a["origin"] == b["origin"]
 
 
-def test_ingest_into_postgis_matches_duckdb_and_is_idempotent(sample_dir, ingested, tmp_path):
-    from conftest import run_cli
+def test_ingest_into_postgis_matches_duckdb_and_is_idempotent(sample_dir, ingested_duckdb, ingested_postgis,
+                                                             pg_cluster, tmp_path):
     import json
 
-    cluster = Cluster(free_port())
+    report, want = ingested_postgis[1], ingested_duckdb[1]
+    assert [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in report["sources"]] == \
+        [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in want["sources"]]
+    pg = brain.connect(ingested_postgis[0])
+    duck = brain.connect(ingested_duckdb[0], read_only=True)
     try:
-        url = cluster.database("ingest")
-        first = run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", tmp_path / "r.json")
-        report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
-        want = ingested[1]
-        assert [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in report["sources"]] == \
-            [(s["name"], s["read"], s["loaded"], s["quarantined"], s["reasons"]) for s in want["sources"]], first.stdout
-        run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", tmp_path / "r2.json")
-        again = json.loads((tmp_path / "r2.json").read_text(encoding="utf-8"))
-        assert all(s["inserted"] == 0 and s["updated"] == 0 for s in again["sources"])
-        pg = brain.connect(url)
-        duck = brain.connect(ingested[0], read_only=True)
-        try:
-            for table in ("admin_units", "people", "buildings", "events", "quarantine", "households", "party_links"):
-                assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}"), table
-            q = "SELECT source, reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2"
-            assert pg.query(q) == duck.query(q)
-        finally:
-            pg.close()
-            duck.close()
+        for table in ("admin_units", "people", "buildings", "organisations", "events", "party_members", "devices",
+                      "device_readings", "rasters", "quarantine", "households", "party_links"):
+            assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}"), table
+        q = "SELECT source, reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2"
+        assert pg.query(q) == duck.query(q)
+        q = "SELECT id, grid_code, community_code, street_code, district_code FROM people ORDER BY id"
+        assert pg.query(q) == duck.query(q)  # every row placed in the same units
     finally:
-        cluster.stop()
+        pg.close()
+        duck.close()
+    url = Databases("postgis", None, pg_cluster).clone(ingested_postgis[0], "reingest")
+    run_cli("ingest", sample_dir / "manifest.yaml", "--db", url, "--report-json", tmp_path / "r2.json")
+    again = json.loads((tmp_path / "r2.json").read_text(encoding="utf-8"))
+    assert all(s["inserted"] == 0 and s["updated"] == 0 for s in again["sources"])
 
 
-def test_serve_on_postgis_answers_as_on_duckdb(both, served_db, server):
-    """`brain serve --db postgresql://…` on the copied sample: same layers, tiles and indicators as DuckDB's."""
+def test_serve_on_postgis_answers_as_on_duckdb(copies):
+    """`brain serve` on each backend's own ingest: same layers, tiles and indicators for the same users."""
     import httpx
 
     from brain.auth import add_user
     from conftest import Server
 
-    duck, pg = both
-    analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
-    staff = next(u for u in served_db[1].values() if u["role"] == "community_staff")
-    tokens = {"district_analyst": add_user(pg, "pg-analyst", "district_analyst", analyst["unit"]),
-              "community_staff": add_user(pg, "pg-staff", "community_staff", staff["unit"])}
-    srv = Server(pg.url)
+    tokens, home = {}, {}
+    for url in copies:
+        db = brain.connect(url)
+        try:
+            units = dict(db.query("SELECT level, max(code) FROM admin_units GROUP BY 1"))
+            lon, lat = db.query("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM admin_units "
+                                "WHERE level = 'district'")[0]
+            for role in ("district_analyst", "community_staff"):
+                tokens[url, role] = add_user(db, f"pa-{role}", role, units[ROLES[role].level])
+                home[role] = units[ROLES[role].level]
+        finally:
+            db.close()
+    servers = [Server(url) for url in copies]
     try:
-        lon, lat = duck.query("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM admin_units "
-                              "WHERE level = 'district'")[0]
-        for role, user in (("district_analyst", analyst), ("community_staff", staff)):
-            h_pg = {"Authorization": f"Bearer {tokens[role]}"}
-            h_duck = {"Authorization": f"Bearer {user['token']}"}
-            assert httpx.get(f"{srv.url}/layers", headers=h_pg).json() == \
-                [dict(l, tiles=l["tiles"].replace(server.url, srv.url), tilejson=l["tilejson"].replace(
-                    server.url, srv.url)) for l in httpx.get(f"{server.url}/layers", headers=h_duck).json()]
+        for role in ("district_analyst", "community_staff"):
+            (duck, h_duck), (pg, h_pg) = ((srv, {"Authorization": f"Bearer {tokens[url, role]}"})
+                                          for srv, url in zip(servers, copies))
+            assert httpx.get(f"{pg.url}/layers", headers=h_pg).json() == \
+                [dict(l, tiles=l["tiles"].replace(duck.url, pg.url), tilejson=l["tilejson"].replace(
+                    duck.url, pg.url)) for l in httpx.get(f"{duck.url}/layers", headers=h_duck).json()]
+            served = 0
             for layer in CATALOG:
                 for z in (13, 16):
                     t = mercantile.tile(lon, lat, z)
-                    a = httpx.get(f"{server.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_duck)
-                    b = httpx.get(f"{srv.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_pg)
+                    a = httpx.get(f"{duck.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_duck)
+                    b = httpx.get(f"{pg.url}/tiles/{layer}/{z}/{t.x}/{t.y}.mvt", headers=h_pg)
                     assert a.status_code == b.status_code == 200
                     fa, fb = features(a.content), features(b.content)
                     assert {k: [x[:2] for x in v] for k, v in fa.items()} == \
                         {k: [x[:2] for x in v] for k, v in fb.items()}, (role, layer, z)
-            ma = httpx.get(f"{server.url}/units/{user['unit']}/metrics", headers=h_duck).json()["values"]
-            mb = httpx.get(f"{srv.url}/units/{user['unit']}/metrics", headers=h_pg).json()["values"]
-            assert ma == mb
-            assert httpx.get(f"{srv.url}/", params={"token": tokens[role]}, follow_redirects=True).status_code == 200
+                    served += sum(map(len, fa.values()))
+            assert served > 0, role
+            code = home[role]
+            ma = httpx.get(f"{duck.url}/units/{code}/metrics", headers=h_duck).json()["values"]
+            mb = httpx.get(f"{pg.url}/units/{code}/metrics", headers=h_pg).json()["values"]
+            assert ma == mb and ma["population"] > 0
+            assert httpx.get(f"{pg.url}/", params={"token": tokens[copies[1], role]},
+                             follow_redirects=True).status_code == 200
     finally:
-        srv.stop()
-    assert pg.query("SELECT count(*) FROM audit_log WHERE user_name = 'pg-analyst'")[0][0] > 10
-
-
-def test_db_init_and_copy_through_the_cli(ingested, tmp_path):
-    from conftest import run_cli
-
-    cluster = Cluster(free_port())
+        for srv in servers:
+            srv.stop()
+    pg_db = brain.connect(copies[1])
     try:
-        url = cluster.database("cli")
-        run_cli("db", "init", "--db", url)
-        out = run_cli("db", "copy", "--from", ingested[0], "--to", url)
-        assert "copied" in out.stdout
-        pg, duck = brain.connect(url), brain.connect(ingested[0], read_only=True)
-        try:
-            for table in ("admin_units", "people", "events", "quarantine", "households"):
-                assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}")
-        finally:
-            pg.close()
-            duck.close()
-        bad = run_cli("db", "copy", "--from", ingested[0], "--to", f"postgresql://postgres@127.0.0.1:{free_port()}/x",
-                      check=False)
-        assert bad.returncode == 2 and "cannot connect" in bad.stderr and "Traceback" not in bad.stderr
+        assert pg_db.query("SELECT count(*) FROM audit_log WHERE user_name = 'pa-district_analyst'")[0][0] > 10
     finally:
-        cluster.stop()
+        pg_db.close()
+
+
+def test_db_init_and_copy_through_the_cli(ingested_duckdb, pg_cluster):
+    url = pg_cluster.database("cli")
+    run_cli("db", "init", "--db", url)
+    out = run_cli("db", "copy", "--from", ingested_duckdb[0], "--to", url)
+    assert "copied" in out.stdout
+    pg, duck = brain.connect(url), brain.connect(ingested_duckdb[0], read_only=True)
+    try:
+        for table in ("admin_units", "people", "events", "quarantine", "households"):
+            assert pg.query(f"SELECT count(*) FROM {table}") == duck.query(f"SELECT count(*) FROM {table}")
+    finally:
+        pg.close()
+        duck.close()
+    bad = run_cli("db", "copy", "--from", ingested_duckdb[0], "--to",
+                  f"postgresql://postgres@127.0.0.1:{free_port()}/x", check=False)
+    assert bad.returncode == 2 and "cannot connect" in bad.stderr and "Traceback" not in bad.stderr

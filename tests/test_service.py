@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import httpx
 import pytest
@@ -40,7 +39,8 @@ def test_tokens_by_header_or_query_and_401_otherwise(server, served_db):
     assert get(server, "/layers", analyst).status_code == 200
     assert httpx.get(server.url + "/layers", params={"token": analyst["token"]}).status_code == 200
     for r in (get(server, "/layers"), httpx.get(server.url + "/layers", params={"token": "nope"}),
-              httpx.get(server.url + "/tiles/units/10/1/1.mvt", headers={"Authorization": "Bearer nope"})):
+              httpx.get(server.url + "/tiles/units/10/1/1.mvt", headers={"Authorization": "Bearer nope"}),
+              httpx.get(server.url + "/layers", params={"token": "a\x00b"})):
         assert r.status_code == 401 and "token" in r.json()["detail"]
 
 
@@ -62,6 +62,7 @@ def test_layers_list_what_each_role_may_see(server, served_db):
     ("/tiles/units/3/-1/0.mvt", 400), ("/tiles/units/x/1/1.mvt", 422), ("/tiles/nope/tilejson.json", 404),
     ("/units/000000/metrics", 404), ("/units/440199/ranking?metric=nope", 404), ("/buildings/nope", 404),
     ("/events?status=lost", 400), ("/units?level=planet", 400), ("/events?size=100000", 422),
+    ("/search?q=a%00b", 400), ("/buildings/a%00b", 400), ("/events?unit=%00", 400),
 ])
 def test_bad_requests_get_a_4xx_with_a_message(server, served_db, path, code):
     r = get(server, path, user_of(served_db, "district_analyst"))
@@ -158,10 +159,9 @@ def test_ranking_orders_children(server, served_db):
     assert get(server, f"/units/{grid['unit']}/ranking", analyst).status_code == 400
 
 
-def test_every_request_is_audited(served_db, tmp_path):
-    path = tmp_path / "audit.duckdb"
-    shutil.copy(served_db[0], path)
-    srv = Server(f"duckdb:///{path}")
+def test_every_request_is_audited(served_db, dbs):
+    url = dbs.clone(served_db.pristine, "audit")
+    srv = Server(url)
     staff = user_of(served_db, "community_staff")
     try:
         calls = [get(srv, "/layers", staff), get(srv, "/tiles/events/15/26736/14287.mvt", staff),
@@ -171,15 +171,17 @@ def test_every_request_is_audited(served_db, tmp_path):
         signin = httpx.get(f"{srv.url}/?token={staff['token']}")
         cookie = {"brain_session": signin.cookies["brain_session"]}
         calls += [signin, httpx.get(f"{srv.url}/tiles/units/15/26736/14287.mvt", cookies=cookie)]
+        calls.append(get(srv, "/buildings/a%00b", staff))  # refused, and still audited (PostgreSQL holds no NUL)
     finally:
         srv.stop()
-    db = brain.connect(f"duckdb:///{path}", read_only=True)
+    db = brain.connect(url, read_only=True)
     rows = db.query("SELECT user_name, endpoint, layer, target, status, features FROM audit_log "
                     "WHERE endpoint <> '/health' ORDER BY ts")
     db.close()
-    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404, 302, 200]
+    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404, 302, 200, 400]
     name = next(n for n, u in served_db[1].items() if u is staff)
-    assert [r[0] for r in rows] == [name] * 4 + [None, name, None, name]
+    assert [r[0] for r in rows] == [name] * 4 + [None, name, None, name, name]
+    assert rows[-1][1] == "/buildings/a\\0b"
     assert rows[1][1:4] == ("/tiles/events/15/26736/14287.mvt", "events", "15/26736/14287")
     assert rows[0][5] == len(calls[0].json())
 
