@@ -10,12 +10,12 @@ DB ?= duckdb:///data/brain.duckdb
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: browser postgis setup demo test sample bench bench-ingest bench-tiles bench-dashboard serve clean help
+.PHONY: browser postgis setup demo test sample bench bench-ingest bench-tiles bench-dashboard bench-postgis serve clean help
 
 help:
 	@echo "make demo   — set up, generate + ingest the sample district, create sample users, serve it (URLs printed)"
 	@echo "make test   — set up and run the whole test suite"
-	@echo "make bench  — benchmarks (bench/ingest.py, bench/tiles.py: the large sample end to end)"
+	@echo "make bench  — benchmarks (bench/ingest.py, tiles.py, dashboard.py, postgis.py: the large sample end to end)"
 
 # Idempotent and quick when nothing changed: reinstalls only when pyproject.toml is newer than the stamp.
 setup: $(STAMP) browser postgis
@@ -64,7 +64,7 @@ serve: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: bench-ingest bench-tiles bench-dashboard
+bench: bench-ingest bench-tiles bench-dashboard bench-postgis
 
 bench-ingest: setup
 	$(PY) bench/ingest.py
@@ -74,6 +74,10 @@ bench-tiles: setup
 
 bench-dashboard: setup
 	$(PY) bench/dashboard.py
+
+# brain on PostGIS against TiPg (installed by the benchmark into bench/.cache/tipg-venv) on the same tables
+bench-postgis: setup
+	$(PY) bench/postgis.py
 
 clean:
 	rm -rf data/brain.duckdb data/brain.duckdb.wal data/report.json .pytest_cache

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py              # large: ~1M people, 100k buildings, 200k events
     .venv/bin/python bench/ingest.py --scale medium
+    .venv/bin/python bench/ingest.py --backend postgis   # into a throwaway PostGIS cluster
 
 Generates the sample once into bench/.cache/<scale>/ (reused afterwards), then runs `brain ingest` in a child
 process on a fresh DuckDB file and prints wall time, rows per second per source and the child's peak memory.
@@ -38,8 +39,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="large", choices=["small", "medium", "large"])
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
+    parser.add_argument("--backend", default="duckdb", choices=["duckdb", "postgis"],
+                        help="postgis: into a throwaway PostgreSQL 15 cluster (tests/pgcluster.py); the peak memory "
+                             "is then brain's process alone, not the server's")
     args = parser.parse_args()
+    if args.backend == "postgis":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pgcluster import Cluster
 
+        cluster = Cluster(_free_port())
+        try:
+            _bench(args, cluster.database("bench_ingest"))
+        finally:
+            cluster.stop()
+    else:
+        _bench(args, None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bench(args, pg_url: str | None) -> None:
     brain = [sys.executable, "-m", "brain.cli"]
     sample = args.cache / args.scale
     import hashlib
@@ -55,10 +80,12 @@ def main() -> None:
     db = sample / "bench.duckdb"
     for f in (db, db.with_suffix(".duckdb.wal")):
         f.unlink(missing_ok=True)
+    url = pg_url or f"duckdb:///{db}"
     report = sample / "bench-report.json"
-    cmd = [*brain, "ingest", str(sample / "manifest.yaml"), "--db", f"duckdb:///{db}", "--report-json", str(report)]
+    cmd = [*brain, "ingest", str(sample / "manifest.yaml"), "--db", url, "--report-json", str(report)]
 
-    print(f"ingesting {sample / 'manifest.yaml'} into a fresh {db.name} …", flush=True)
+    print(f"ingesting {sample / 'manifest.yaml'} into a fresh {'PostGIS database' if pg_url else db.name} …",
+          flush=True)
     wall, peak = run(cmd)
     first = json.loads(report.read_text(encoding="utf-8"))
     rewall, _ = run(cmd)
