@@ -28,11 +28,13 @@ def _is_geom(name: str, typ: str) -> bool:
     return name in GEOM_SRID and typ.upper() in ("GEOMETRY", "USER-DEFINED")
 
 
-def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], None] | None = None) -> dict:
-    """Replace dst's canonical, ingest-record and derived tables with src's; return rows copied per table."""
+def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], None] | None = None,
+                  tables: tuple[str, ...] | None = None) -> dict:
+    """Replace dst's canonical, ingest-record and derived tables (or only `tables` of them) with src's; return
+    rows copied per table."""
     init_schema(dst)
     counts = {}
-    for table in (*CANONICAL, *DERIVED):
+    for table in tables or (*CANONICAL, *DERIVED):
         cols = _columns(src, table)
         if not cols:
             continue
@@ -76,6 +78,8 @@ def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], Non
             on_table(table, len(df))
     if dst.dialect == "postgis":
         for table in ("admin_units", *(e.name for e in ENTITIES.values() if e.placed), *DERIVED):
+            if table not in counts:
+                continue
             dst.execute(f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_gist')} ON {quote_ident(table)} "
                         "USING GIST (geom_3857)")
             dst.execute(f"ANALYZE {quote_ident(table)}")

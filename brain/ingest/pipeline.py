@@ -582,9 +582,13 @@ def _staged(db: Backend, manifest: Manifest, manifest_path: str, progress: Progr
         try:
             init_schema(db)
             copy_database(db, stage)
+            before = data_version(stage)
             report = Ingest(stage, manifest, manifest_path, progress).run()
+            # A run that changed no canonical row (the data version says so) may still have quarantined new
+            # rows or replaced a raster: send those and its own record, not the whole district again.
+            unchanged = ("ingest_runs", "quarantine", "rasters")
             with db.transaction():
-                copy_database(stage, db)
+                copy_database(stage, db, tables=None if data_version(stage) != before else unchanged)
         finally:
             stage.close()
     report.db = db.url
