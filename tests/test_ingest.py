@@ -181,3 +181,15 @@ def test_quarantine_exports_a_file_to_send_back(ingested, tmp_path):
     assert set(back["reason"]) == set(gbk["reasons"])
     shown = run_cli("quarantine", "--db", url, "--reason", "address-unmatched", "--limit", "2").stdout
     assert "address-unmatched" in shown and "no building at" in shown
+
+
+def test_status_shows_what_the_map_holds_per_street(ingested, db_of):
+    url, _ = ingested
+    out = run_cli("status", "--db", url).stdout
+    db = db_of(url)
+    for street, name in db.query("SELECT code, name FROM admin_units WHERE level = 'street' ORDER BY code"):
+        n = db.query("SELECT count(*) FROM people WHERE street_code = ?", [street])[0][0]
+        row = next(line for line in out.splitlines() if street in line)
+        assert name in row and f" {n:,} " in row, (street, n, row)
+    total = next(line for line in out.splitlines() if "total" in line)
+    assert f" {db.query('SELECT count(*) FROM people')[0][0]:,} " in total
