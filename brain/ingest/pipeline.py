@@ -581,12 +581,16 @@ def _staged(db: Backend, manifest: Manifest, manifest_path: str, progress: Progr
         stage = DuckDBBackend(Path(tmp) / "stage.duckdb")
         try:
             init_schema(db)
+            if progress:  # the round trip takes as long as the run itself on a large district: show it
+                progress("server → stage", "read")
             copy_database(db, stage)
             before = data_version(stage)
             report = Ingest(stage, manifest, manifest_path, progress).run()
             # A run that changed no canonical row (the data version says so) may still have quarantined new
             # rows or replaced a raster: send those and its own record, not the whole district again.
             unchanged = ("ingest_runs", "quarantine", "rasters")
+            if progress:
+                progress("stage → server", "load")
             with db.transaction():
                 copy_database(stage, db, tables=None if data_version(stage) != before else unchanged)
         finally:
