@@ -47,21 +47,13 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "tests"))
         from pgcluster import Cluster
 
-        cluster = Cluster(_free_port())
+        cluster = Cluster()
         try:
             _bench(args, cluster.database("bench_ingest"))
         finally:
             cluster.stop()
     else:
         _bench(args, None)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bench(args, pg_url: str | None) -> None:

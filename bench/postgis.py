@@ -178,7 +178,7 @@ def main() -> None:
 
     path = prepare(args.cache, args.scale)
     py = tipg_python(args.cache)
-    cluster = Cluster(free_port())
+    cluster = Cluster()
     servers = []
     try:
         url = cluster.database("bench")

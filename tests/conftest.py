@@ -41,7 +41,7 @@ def pg_cluster():
     """One throwaway PostgreSQL 15 + PostGIS cluster for the session (never skipped: a missing server fails)."""
     from pgcluster import Cluster
 
-    cluster = Cluster(free_port())
+    cluster = Cluster()
     yield cluster
     cluster.stop()
 

@@ -23,7 +23,13 @@ def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
 class Cluster:
     """initdb + pg_ctl start; `url` is a database with the postgis extension; stop() removes everything."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int | None = None):
+        if port is None:  # a free loopback port
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError("PostgreSQL 15 is missing: `make setup` installs postgresql-15-postgis-3")
         self.port = port
