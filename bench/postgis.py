@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -273,7 +272,7 @@ def main() -> None:
         cached = Proc([sys.executable, "-m", "brain.cli", "serve", "--db", url, "--port", str(bport),
                        "--workers", "2"], bport, "/health", {}, "brain-cached")
         servers.append(cached)
-        print(f"\nas deployed: brain with its tile cache on (the same runs; the first pass builds each tile)\n")
+        print("\nas deployed: brain with its tile cache on (the same runs; the first pass builds each tile)\n")
         for who, (b, t) in every.items():
             rb, bad_b = throughput(cached.port, b, args.seconds, args.clients)
             print(f"{who:<11} brain {rb:7.1f}/s   (TiPg above; not 200: {bad_b})")
