@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 from brain.auth import add_user  # noqa: E402
 from brain.backend import connect  # noqa: E402
 from brain.transfer import copy_database  # noqa: E402
-from pgcluster import Cluster  # noqa: E402
+from pgcluster import Cluster, free_port  # noqa: E402
 from tiles import pct, prepare  # noqa: E402
 
 TIPG_VERSION = "1.6.1"
@@ -45,14 +45,6 @@ TIPG_VERSION = "1.6.1"
 LAYERS = {"people": range(17, 18), "buildings": range(15, 18), "events": range(15, 18),
           "organisations": range(14, 18), "devices": range(12, 18)}
 TARGET_RATIO = 2.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tipg_python(cache: Path) -> Path:
@@ -106,8 +98,11 @@ def sample_tiles(pg, unit_col: str | None, unit: str | None, per_zoom: int, seed
     pts = pg.query(f"SELECT lon, lat FROM people {where} ORDER BY md5(id) LIMIT 3000", [unit] if unit else None)
     rnd = random.Random(seed)
     zooms = sorted({z for zs in LAYERS.values() for z in zs})
-    return {z: rnd.sample(sorted({mercantile.tile(lon, lat, z) for lon, lat in pts}),
-                          min(per_zoom, len({mercantile.tile(lon, lat, z) for lon, lat in pts}))) for z in zooms}
+    out = {}
+    for z in zooms:
+        cand = sorted({mercantile.tile(lon, lat, z) for lon, lat in pts})
+        out[z] = rnd.sample(cand, min(per_zoom, len(cand)))
+    return out
 
 
 def timed(port: int, requests: list[tuple[str, dict]]) -> list[tuple[float, int, bytes]]:

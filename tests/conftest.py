@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,20 +115,19 @@ def ingested_postgis(sample_dir, pg_cluster, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ingested(backend, request, dbs):
-    """(db url, report dict) of the small sample ingested on the backend under test.
-
-    The URL is a clone, so that tests may hold it open while `ingested_copy` still clones the original.
-    """
-    url, report = request.getfixturevalue(f"ingested_{backend}")
-    return dbs.clone(url, "ingested"), report
-
-
-@pytest.fixture(scope="session")
 def ingested_copy(backend, request, dbs):
     """A function returning a fresh, writable copy of the ingested sample on the backend under test."""
     url, _ = request.getfixturevalue(f"ingested_{backend}")
     return lambda hint="copy": dbs.clone(url, hint)
+
+
+@pytest.fixture(scope="session")
+def ingested(backend, request, ingested_copy):
+    """(db url, report dict) of the small sample ingested on the backend under test.
+
+    The URL is a copy, so that tests may hold it open while `ingested_copy` still clones the original.
+    """
+    return ingested_copy("ingested"), request.getfixturevalue(f"ingested_{backend}")[1]
 
 
 @pytest.fixture
@@ -149,15 +149,6 @@ def db_of():
 
 # -- the HTTP service ----------------------------------------------------------------------------------------
 AS_OF = "2026-10-01T12:00:00"  # a fixed clock, so overdue and age bands are reproducible
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -15,6 +15,15 @@ from pathlib import Path
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
     pre = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
     return subprocess.run([*pre, *cmd], capture_output=True, text=True, timeout=120)
@@ -24,12 +33,7 @@ class Cluster:
     """initdb + pg_ctl start; `url` is a database with the postgis extension; stop() removes everything."""
 
     def __init__(self, port: int | None = None):
-        if port is None:  # a free loopback port
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+        port = port or free_port()
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError("PostgreSQL 15 is missing: `make setup` installs postgresql-15-postgis-3")
         self.port = port
