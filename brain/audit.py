@@ -1,6 +1,6 @@
 """The access audit: every request of the service becomes one row of `audit_log`.
 
-Rows are queued in memory and written in one INSERT per flush (a background thread, every
+Rows are queued in memory and written in one bulk append per flush (a background thread, every
 `audit_flush_seconds`, and at shutdown): a row-per-request INSERT would cost more than a cached tile.
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-
-import pandas as pd
 
 from brain.backend import Backend
 
@@ -44,12 +42,7 @@ class AuditLog:
                 rows, self._rows = self._rows, []
             if not rows:
                 return 0
-            df = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"features": "Int64", "status": "int32"})
-            self.db.register("audit_src", df)
-            try:
-                self.db.execute("INSERT INTO audit_log SELECT * FROM audit_src")
-            finally:
-                self.db.unregister("audit_src")
+            self.db.append("audit_log", COLUMNS, rows)
             return len(rows)
 
     def start(self) -> None:

@@ -314,6 +314,7 @@ def serve(
     """
     import uvicorn
 
+    from brain.corked import CorkedHttpToolsProtocol
     from brain.service import create_app
     from brain.settings import Settings
 
@@ -331,13 +332,14 @@ def serve(
         _fail(exc)
     console.print(f"brain serving {db} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
                   + (f" with {workers} workers" if workers > 1 else ""))
+    # uvicorn's httptools protocol, sending each response's headers and body in one write (brain/corked.py)
+    server = {"host": host, "port": port, "log_level": log_level, "access_log": False, "http": CorkedHttpToolsProtocol}
     if workers > 1:
         # each worker process builds its own app from the same settings, passed down as BRAIN_* variables
         os.environ.update({f"BRAIN_{k.upper()}": str(v) for k, v in overrides.items()})
-        uvicorn.run("brain.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+        uvicorn.run("brain.service:app_from_env", factory=True, workers=workers, **server)
     else:
-        uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(app_, **server)
 
 
 def main() -> None:

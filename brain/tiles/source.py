@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import mercantile
+import shapely
 from cachetools import LRUCache  # a size-bounded LRU keyed by bytes, with no reason to hand-write one
 
 from brain.backend import Backend
@@ -64,6 +65,7 @@ class TileSource:
         self._cache = LRUCache(maxsize=size, getsizeof=lambda t: len(t.data) + 200) if size else None
         self._lock = threading.Lock()
         self._version = (0.0, 0)
+        self._units: dict[str, tuple[int, object]] = {}  # unit code -> (data version, prepared polygon)
 
     def layer(self, layer_id: str, scope: Scope) -> Layer:
         """The layer, if it exists and the scope gets anything from it."""
@@ -102,16 +104,34 @@ class TileSource:
         if hit is not None:
             return hit
         layer = self.catalog[layer_id]
-        if not layer.minzoom <= z <= layer.maxzoom:
-            return Tile(b"", 0)
-        tile = self.render(layer, scope, z, x, y, clock)
-        if self._cache is not None:
+        rows = [self.db.query(sql, params)[0] for sql, params in self.statements(layer, scope, z, x, y, clock)]
+        return self._keep(layer, scope, z, x, y, clock, _assemble(rows))
+
+    async def atile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
+        """`tile` for the service's event loop (the backend's `aquery`)."""
+        hit = self.cached(layer_id, scope, z, x, y, clock)
+        if hit is not None:
+            return hit
+        layer = self.catalog[layer_id]
+        rows = [(await self.db.aquery(sql, params))[0]
+                for sql, params in self.statements(layer, scope, z, x, y, clock)]
+        return self._keep(layer, scope, z, x, y, clock, _assemble(rows))
+
+    def _keep(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock, tile: Tile) -> Tile:
+        if self._cache is not None and layer.minzoom <= z <= layer.maxzoom:
             with self._lock:
                 self._cache[self._key(layer, scope, z, x, y, clock)] = tile
         return tile
 
     def render(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
-        """Build a tile in the database (ST_AsMVT), part by part; MVT layers concatenate into one tile."""
+        """Build a tile in the database (ST_AsMVT), part by part, without the cache."""
+        return _assemble([self.db.query(sql, params)[0] for sql, params in self.statements(layer, scope, z, x, y,
+                                                                                           clock)])
+
+    def statements(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> list[tuple[str, list]]:
+        """(SQL, parameters) of each part the scope gets at this zoom; none outside the layer's zooms."""
+        if not layer.minzoom <= z <= layer.maxzoom:
+            return []
         b = mercantile.xy_bounds(x, y, z)
         pad = (b.right - b.left) * BUFFER / EXTENT
         values = {
@@ -122,22 +142,52 @@ class TileSource:
             "floor": [scope.user.role.min_count],
             "z": [z],
         }
-        chunks, count = [], 0
+        out = []
         for part in layer.parts:
             mode = layer.mode(part, scope, z)
             if mode is None:
                 continue
+            clip = False
+            if part.clip and mode == "features":
+                where = self._where(scope, values["qenv"])
+                if where == "outside":  # cut along the scope's edge, every feature would be empty
+                    continue
+                clip = where == "edge"
             fields = part.visible_fields(scope) if mode == "features" else ()
-            q = tile_query(part, mode, fields, scope.level_column, part.clip, self.db.dialect)
-            params = [v for name in q.params for v in values[name]]
-            data, n = self.db.query(q.sql, params)[0]
-            if n:
-                chunks.append(bytes(data))
-                count += int(n)
-        return Tile(b"".join(chunks), count)
+            q = tile_query(part, mode, fields, scope.level_column, clip, self.db.dialect)
+            out.append((q.sql, [v for name in q.params for v in values[name]]))
+        return out
+
+    def _where(self, scope: Scope, qenv: list[float]) -> str:
+        """Where the buffered tile lies against the scope's unit: 'inside', 'edge' or 'outside'.
+
+        Decided here with GEOS on the unit's polygon (fetched once per data version and prepared), the same
+        predicates ST_Contains/ST_Intersects would run in the database, where fetching a district's polygon for
+        every tile cost more than a tile of buildings itself.
+        """
+        code, version = scope.user.unit_code, self.data_version()
+        hit = self._units.get(code)
+        if hit is None or hit[0] != version:
+            wkb = "ST_AsBinary" if self.db.dialect == "postgis" else "ST_AsWKB"
+            rows = self.db.query(f"SELECT {wkb}(geom_3857) FROM admin_units WHERE code = ?", [code])
+            poly = shapely.from_wkb(bytes(rows[0][0])) if rows and rows[0][0] is not None else None
+            if poly is not None:
+                shapely.prepare(poly)
+            hit = self._units[code] = (version, poly)
+        poly = hit[1]
+        box = shapely.box(*qenv)
+        if poly is None or not poly.intersects(box):
+            return "outside"
+        return "inside" if poly.contains(box) else "edge"
 
     def clear(self) -> None:
         """Drop every cached tile."""
         if self._cache is not None:
             with self._lock:
                 self._cache.clear()
+
+
+def _assemble(rows: list[tuple]) -> Tile:
+    """One tile from the (mvt bytes, feature count) row of each part: MVT layers concatenate into one tile."""
+    parts = [(bytes(data), int(n)) for data, n in rows if n]
+    return Tile(b"".join(d for d, _ in parts), sum(n for _, n in parts))
