@@ -257,3 +257,54 @@ def test_event_tiles_flag_overdue_events_as_the_events_api_does(server, served_d
             feats = {p["id"]: p for _, _, p in decode(fetch(server, analyst, "events", 17, t.x, t.y).content,
                                                       17, t.x, t.y)}
             assert feats[e["id"]]["overdue"] is overdue, e["id"]
+
+
+def test_tiles_inside_the_unit_are_not_cut_along_its_edge_and_draw_the_same(served_db, truth):
+    """TileSource cuts features along the user's unit only in tiles that straddle its edge (decided on the unit's
+    polygon in Python); cutting every feature of a tile that lies inside must draw the same features."""
+    from brain.metrics import Clock
+    from brain.settings import Settings
+    from brain.tiles.source import TileSource
+    from brain.tiles.sql import BUFFER
+
+    class CutEverywhere(TileSource):
+        def _where(self, scope, qenv):
+            where = super()._where(scope, qenv)
+            return "edge" if where == "inside" else where
+
+    db = brain.connect(served_db.pristine, read_only=True)
+    try:
+        plain, cut = (cls(db, Settings(tile_cache_mb=0)) for cls in (TileSource, CutEverywhere))
+        clock = Clock.from_settings(Settings())
+        analyst = next(u for u in served_db.users.values() if u["role"] == "district_analyst")
+        staff = sorted((u for u in served_db.users.values() if u["role"] == "community_staff"),
+                       key=lambda u: u["unit"])[:3]
+        inside = features = 0
+        for user in (analyst, *staff):
+            scope, (_, unit) = _scope(user), truth["units"][user["unit"]]
+            lng0, lat0 = mercantile.lnglat(*unit.bounds[:2])
+            lng1, lat1 = mercantile.lnglat(*unit.bounds[2:])
+            for z in (15, 16, 17):
+                def qenv(t):
+                    b = mercantile.xy_bounds(t)
+                    pad = (b.right - b.left) * BUFFER / EXTENT
+                    return [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad]
+
+                tiles = [t for t in mercantile.tiles(lng0, lat0, lng1, lat1, z)
+                         if plain._where(scope, qenv(t)) == "inside"]
+                for t in tiles[:: max(1, len(tiles) // 4)][:4]:  # four, spread over the unit
+                    b = mercantile.xy_bounds(t)
+                    inside += 1
+                    for layer in ("buildings", "party"):
+                        got = [{(name, p.get("id")): (g, p) for name, g, p in
+                                decode(src.tile(layer, scope, z, t.x, t.y, clock).data, z, t.x, t.y)}
+                               for src in (plain, cut)]
+                        assert got[0].keys() == got[1].keys(), f"{layer} {z}/{t.x}/{t.y}: other features"
+                        px = (b.right - b.left) / EXTENT
+                        for key, (g, p) in got[0].items():
+                            g2, p2 = got[1][key]
+                            assert p == p2 and g.hausdorff_distance(g2) <= 2 * px, f"{key} drawn differently"
+                        features += len(got[0])
+        assert inside >= 10 and features > 0, f"{inside} tiles inside, {features} features: proved nothing"
+    finally:
+        db.close()
