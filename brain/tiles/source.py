@@ -141,6 +141,7 @@ class TileSource:
             "clock": [clock.as_of, clock.respond_s, clock.close_s],
             "floor": [scope.user.role.min_count],
             "z": [z],
+            "tile": [z, x, y],
         }
         out = []
         for part in layer.parts:

@@ -43,16 +43,26 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
         raise NotImplementedError(f"no tile SQL for dialect {dialect!r}")
     pg = dialect == "postgis"
     scope_col = quote_ident(level_column)
-    env = "ST_MakeEnvelope(?, ?, ?, ?, 3857)" if pg else "ST_MakeEnvelope(?, ?, ?, ?)"
+    # the tile's envelope, and the same with the buffer: PostGIS builds them from z/x/y (bound as "tile"), DuckDB
+    # takes the bounds computed by mercantile ("env", "qenv")
+    if pg:
+        tile = "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER)"
+        env, qenv = f"ST_TileEnvelope({tile})", f"ST_TileEnvelope({tile}, margin => {BUFFER / EXTENT!r})"
+        E, Q = "tile", "tile"
+    else:
+        env = qenv = "ST_MakeEnvelope(?, ?, ?, ?)"
+        E, Q = "env", "qenv"
     # PostgreSQL runs a tile as a prepared statement with a generic plan, where bound values are not folded into
     # constants: as a sub-select the tile's box is computed once, not once per feature (10-14% of a tile's time)
     box = f"(SELECT {env}::box2d)" if pg else f"ST_Extent({env})"
     # PostGIS: `&&` (bounding boxes) is the index condition alone; ST_AsMVTGeom already drops what does not reach
     # the buffered tile, and ST_AsMVT skips the NULLs it returns, so the rows are not tested twice. DuckDB needs
     # ST_Intersects to use its R-tree.
-    hit = (lambda g: f"{g} && {env}") if pg else (lambda g: f"ST_Intersects({g}, {env})")
-    # ...and PostgreSQL would inline a `WHERE mvtgeom IS NOT NULL` into the scan and build each geometry twice
-    drawn = ("count(f.mvtgeom) FROM ({}) f" if pg else "count(*) FROM ({}) f WHERE f.mvtgeom IS NOT NULL").format
+    hit = (lambda g: f"{g} && {qenv}") if pg else (lambda g: f"ST_Intersects({g}, {qenv})")
+    # ...and `OFFSET 0` keeps PostgreSQL from inlining the rows into the aggregates, where it would build each
+    # feature's geometry twice, once for ST_AsMVT and once for the count (buildings at z15: 7.7 → 5.2 ms)
+    drawn = ("count(f.mvtgeom) FROM ({} OFFSET 0) f" if pg
+             else "count(*) FROM ({}) f WHERE f.mvtgeom IS NOT NULL").format
 
     def mvt(props: str, name: str, order: str) -> str:
         # DuckDB's ST_AsMVT takes a STRUCT; PostGIS's takes the row, every column but the geometry a property
@@ -87,8 +97,8 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
                 + (f", {cols}" if cols else "") + computed
                 + f" FROM hits t{', s' if clip else ''}{', c' if part.computed else ''} WHERE t.{scope_col} = ?")
         )
-        order = (("qenv",) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ())
-                 + (("clock",) if part.computed else ()) + ("env", "unit"))
+        order = ((Q,) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ())
+                 + (("clock",) if part.computed else ()) + (E, "unit"))
         return TileQuery(sql, order)
     # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators
     inds = [INDICATORS[n] for n in part.aggregate]
@@ -118,7 +128,7 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
             + ", ".join(f"{s} AS {quote_ident(i.name)}" for s, i in zip(shown, inds))
             + " FROM g LEFT JOIN a ON a.code = g.code")
     )
-    names = ("qenv", "unit", "clock", "unit", "env") + ("floor",) * len(inds)
+    names = (Q, "unit", "clock", "unit", E) + ("floor",) * len(inds)
     # the floor parameters appear inside the SELECT list, after the env of ST_AsMVTGeom
     return TileQuery(sql, names)
 
