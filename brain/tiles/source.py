@@ -104,8 +104,7 @@ class TileSource:
         if hit is not None:
             return hit
         layer = self.catalog[layer_id]
-        rows = [self.db.query(sql, params)[0] for sql, params in self.statements(layer, scope, z, x, y, clock)]
-        return self._keep(layer, scope, z, x, y, clock, _assemble(rows))
+        return self._keep(layer, scope, z, x, y, clock, self.render(layer, scope, z, x, y, clock))
 
     async def atile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
         """`tile` for the service's event loop (the backend's `aquery`)."""
@@ -125,8 +124,8 @@ class TileSource:
 
     def render(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
         """Build a tile in the database (ST_AsMVT), part by part, without the cache."""
-        return _assemble([self.db.query(sql, params)[0] for sql, params in self.statements(layer, scope, z, x, y,
-                                                                                           clock)])
+        statements = self.statements(layer, scope, z, x, y, clock)
+        return _assemble([self.db.query(sql, params)[0] for sql, params in statements])
 
     def statements(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> list[tuple[str, list]]:
         """(SQL, parameters) of each part the scope gets at this zoom; none outside the layer's zooms."""
