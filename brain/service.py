@@ -341,7 +341,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         t = svc.tiles.cached(layer, scope, z, x, y, clock)
         hit = t is not None
         if t is None:
-            t = await svc.tiles.atile(layer, scope, z, x, y, clock)
+            t = await svc.tiles.abuild(layer, scope, z, x, y, clock)
         _audit(request, layer=layer, target=f"{z}/{x}/{y}", features=t.features)
         headers = {"X-Cache": "HIT" if hit else "MISS", "X-Features": str(t.features),
                    "Cache-Control": "private, max-age=60", "Vary": "Authorization, Cookie"}

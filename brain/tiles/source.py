@@ -106,11 +106,11 @@ class TileSource:
         layer = self.catalog[layer_id]
         return self._keep(layer, scope, z, x, y, clock, self.render(layer, scope, z, x, y, clock))
 
-    async def atile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
-        """`tile` for the service's event loop (the backend's `aquery`)."""
-        hit = self.cached(layer_id, scope, z, x, y, clock)
-        if hit is not None:
-            return hit
+    async def abuild(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
+        """Build a tile on the service's event loop (the backend's `aquery`) and keep it in the cache.
+
+        For the caller that has just missed in `cached`, which also checked the address and the layer.
+        """
         layer = self.catalog[layer_id]
         rows = [(await self.db.aquery(sql, params))[0]
                 for sql, params in self.statements(layer, scope, z, x, y, clock)]
