@@ -77,8 +77,10 @@ def test_unreadable_source(delivery, source, edit, needles):
 def test_file_that_breaks_only_after_its_header_rolls_back_the_whole_run(delivery):
     # The header reads fine, so pre-flight passes; the run fails half-way, after earlier sources were loaded.
     d, url = delivery
+    # the last 5,000 lines in another encoding: too many to be a few damaged rows (those are quarantined)
     rows = "\n".join(f"D{i:06d},ok" for i in range(200_000))
-    (d / "device_readings.csv").write_bytes(b"device_code,note\n" + rows.encode() + "\n坏,行\n".encode("gbk"))
+    bad = "\n".join(f"坏{i},行" for i in range(5_000))
+    (d / "device_readings.csv").write_bytes(b"device_code,note\n" + rows.encode() + b"\n" + bad.encode("gbk") + b"\n")
     _edit(d, lambda m: _source(m, "device_readings").update(
         id="device_code", columns={"device_ref": "device_code", "metric": "note"}))
     _fails(d, url, "source 'device_readings'", "encoding")
@@ -154,3 +156,86 @@ def test_database_of_another_schema_version_is_refused(delivery):
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
     _fails(d, url, "schema version 1", "new database file")
+
+
+# -- issue 11: no traceback on any input, row-level damage quarantined, the manifest's folder --------------------
+def _rename_in_header(path, old: str, new: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[0] = lines[0].replace(old, new)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_mapped_column_repeated_in_the_header_is_named(delivery):
+    d, url = delivery
+    _rename_in_header(d / "enterprises.csv", "行业", "企业名称")
+    _edit(d, lambda m: _source(m, "enterprises")["columns"].update(industry="企业名称"))
+    _fails(d, url, "source 'enterprises'", "['企业名称']", "more than once")
+
+
+def test_an_unmapped_column_repeated_in_the_header_loads(delivery):
+    d, url = delivery
+    _rename_in_header(d / "enterprises.csv", "联系人,联系电话", "联系人,联系人")
+    _edit(d, lambda m: [_source(m, "enterprises")["columns"].pop(k) for k in ("contact", "phone")])
+    proc = run_cli("ingest", d / "manifest.yaml", "--db", url, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_markup_and_control_bytes_in_names_are_printed_escaped(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "enterprises")["columns"].update(industry="行业[/]\x1b[31m红"))
+    line = _fails(d, url, "source 'enterprises'", "行业[/]\\x1b[31m红", "not in the file")
+    assert "\x1b" not in line
+
+
+def test_a_line_in_another_encoding_is_quarantined_not_the_file(delivery):
+    import json
+
+    import brain
+
+    d, url = delivery
+    path = d / "enterprises.csv"
+    raw = path.read_bytes().split(b"\n")
+    raw[5] = raw[5].replace("明湖".encode(), "明湖".encode("gbk"))
+    path.write_bytes(b"\n".join(raw))
+    report = d / "r.json"
+    run_cli("ingest", d / "manifest.yaml", "--db", url, "--report-json", report)
+    ent = next(s for s in json.loads(report.read_text(encoding="utf-8"))["sources"] if s["name"] == "enterprises")
+    assert ent["reasons"]["row-malformed"] == 1 and ent["read"] == ent["loaded"] + ent["quarantined"]
+    db = brain.connect(url, read_only=True)
+    try:
+        row_no, detail = db.query("SELECT row_no, detail FROM quarantine WHERE source = 'enterprises' "
+                                  "AND reason = 'row-malformed'")[0]
+    finally:
+        db.close()
+    assert row_no == 6 and "not utf-8" in detail
+
+
+def test_a_ring_with_a_nan_closing_vertex_is_quarantined_not_the_file(delivery):
+    import json
+
+    import brain
+
+    d, url = delivery
+    doc = json.loads((d / "buildings.geojson").read_text(encoding="utf-8"))
+    ring = doc["features"][1]["geometry"]["coordinates"][0]
+    ring[-1] = [float("nan"), float("nan")]
+    bid = doc["features"][1]["properties"]["bldg_id"]
+    (d / "buildings.geojson").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")  # NaN, as GDAL reads
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+    db = brain.connect(url, read_only=True)
+    try:
+        rows = db.query("SELECT reason, detail FROM quarantine WHERE source = 'buildings' AND source_id = ?", [bid])
+    finally:
+        db.close()
+    assert rows and rows[0][0] == "geometry-invalid" and "unreadable" in rows[0][1], rows
+
+
+def test_manifest_paths_stay_in_the_manifests_folder(delivery, tmp_path):
+    d, url = delivery
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_bytes((d / "enterprises.csv").read_bytes())
+    _edit(d, lambda m: _source(m, "enterprises").update(path=str(outside)))
+    _fails(d, url, "enterprises", "outside the manifest's folder", "--allow-outside")
+    _edit(d, lambda m: _source(m, "enterprises").update(path="../" + outside.name))
+    _fails(d, url, "outside the manifest's folder")
+    assert run_cli("ingest", d / "manifest.yaml", "--db", url, "--allow-outside", check=False).returncode == 0

@@ -127,6 +127,7 @@ class Manifest(_Spec):
     sources: list[Source] = []
     rasters: list[RasterSource] = []
     base_dir: Path = Path(".")
+    allow_outside: bool = False  # set by `brain ingest --allow-outside`, never by the manifest file itself
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -137,9 +138,19 @@ class Manifest(_Spec):
         return self
 
     def resolve(self, path: str) -> Path:
-        """A manifest-relative path made absolute."""
+        """A manifest-relative path made absolute; it must lie in the manifest's folder (or below it).
+
+        A delivery is one folder: a manifest naming /etc/os-release, or ../../ somewhere, would load files
+        nobody delivered (their lines would be kept in quarantine). `--allow-outside` lifts the rule.
+        """
         p = Path(path)
-        return p if p.is_absolute() else self.base_dir / p
+        p = p if p.is_absolute() else self.base_dir / p
+        if not self.allow_outside:
+            base, real = self.base_dir.resolve(), p.resolve()
+            if real != base and base not in real.parents:
+                raise ManifestError(f"path {path!r} lies outside the manifest's folder {base}: move the file into "
+                                    "the delivery's folder, or pass --allow-outside to `brain ingest`")
+        return p
 
     def ordered_sources(self) -> list[Source]:
         """Sources in load order: what others are matched against (buildings, organisations, devices) first."""
@@ -152,8 +163,11 @@ class Manifest(_Spec):
         return sorted(self.admin_units, key=lambda s: LEVELS.index(s.level))
 
 
-def load_manifest(path: str | Path) -> Manifest:
-    """Parse and validate a manifest file; raise ManifestError with the offending entry on failure."""
+def load_manifest(path: str | Path, allow_outside: bool = False) -> Manifest:
+    """Parse and validate a manifest file; raise ManifestError with the offending entry on failure.
+
+    Every path must lie in the manifest's folder unless `allow_outside` (see Manifest.resolve).
+    """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest {path} does not exist")
@@ -164,12 +178,19 @@ def load_manifest(path: str | Path) -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a mapping with admin_units, sources and rasters")
     try:
-        return Manifest(**data, base_dir=path.resolve().parent)
+        data = {k: v for k, v in data.items() if k not in ("base_dir", "allow_outside")}  # not the file's to set
+        manifest = Manifest(**data, base_dir=path.resolve().parent, allow_outside=allow_outside)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         entry = _entry_name(data, first["loc"])
         raise ManifestError(f"{path}: {where}{f' ({entry})' if entry else ''}: {first['msg']}") from exc
+    for spec in [*manifest.admin_units, *manifest.sources, *manifest.rasters]:
+        try:
+            manifest.resolve(spec.path)
+        except ManifestError as exc:
+            raise ManifestError(f"{path}: source {spec.name!r}: {exc}") from None
+    return manifest
 
 
 def _entry_name(data: dict, loc: tuple) -> str | None:

@@ -128,6 +128,10 @@ class Ingest:
 
     @staticmethod
     def _need(name: str, have: list[str], need: list[str]) -> None:
+        twice = [c for c in dict.fromkeys(need) if have.count(c) > 1]
+        if twice:
+            raise SourceError(f"column(s) {twice} appear more than once in the header, so which one is meant is "
+                              "unclear: rename the copies in the file, or map another column", name)
         missing = [c for c in dict.fromkeys(need) if c not in have]
         if missing:
             raise SourceError(f"column(s) {missing} not in the file, which has {have[:12]}"
@@ -194,6 +198,8 @@ class Ingest:
         if place and place.geometry:
             crs = self._crs(spec.name, place.crs, table.crs)
             geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, entity.geometry)
+            for i, why in table.unreadable.items():  # GEOS could not read it at all (a ring not closed, NaN)
+                reason[i], detail[i] = "geometry-invalid", f"unreadable geometry: {why}"
             extra["geom_wkb"] = pa.array(shapely.to_wkb(geoms), type=pa.binary())
             extra["place_reason"], extra["place_detail"] = reason, detail
         elif place and place.x:
@@ -396,7 +402,8 @@ class Ingest:
             rep.read += len(table.malformed)
             bad = pd.concat([bad, pd.DataFrame({
                 "row_no": [m["line"] for m in table.malformed], "source_id": None, "reason": "row-malformed",
-                "detail": [f"expected {m['expected']} columns, got {m['actual']}" for m in table.malformed]})],
+                "detail": [m.get("detail") or f"expected {m['expected']} columns, got {m['actual']}"
+                           for m in table.malformed]})],
                 ignore_index=True)
             records += [{"line": m["text"]} for m in table.malformed]
         rep.quarantined = len(bad)
