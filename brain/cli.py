@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,8 +36,14 @@ DB_HELP = ("Database URL: duckdb:///relative/path.duckdb, duckdb:////absolute/pa
            "or postgresql://user@host:port/dbname (PostGIS)")
 
 
+def shown(value: object) -> str:
+    """Text from a file or a user, safe to print: Rich markup escaped, control and undecodable bytes as \\x.."""
+    text = "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in str(value))
+    return escape(text)
+
+
 def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -80,6 +87,8 @@ def ingest(
     manifest: Path = typer.Argument(..., help="The manifest YAML (see README: 'The manifest')"),
     db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP),
     report_json: Optional[Path] = typer.Option(None, help="Also write the run report as JSON here"),
+    allow_outside: bool = typer.Option(False, "--allow-outside",
+                                       help="Let the manifest name files outside its own folder (refused otherwise)"),
 ) -> None:
     """Load every source of a manifest onto the canonical model; rejected rows go to `quarantine` with a reason.
 
@@ -90,7 +99,7 @@ def ingest(
     from brain.ingest.pipeline import STAGES, ingest as run_ingest
 
     try:
-        spec = load_manifest(manifest)
+        spec = load_manifest(manifest, allow_outside=allow_outside)
     except BrainError as exc:
         _fail(exc)
     with _database(db) as backend:
@@ -102,7 +111,7 @@ def ingest(
                 if source not in tasks:
                     for t in tasks.values():
                         progress.update(t, completed=len(STAGES), stage="done")
-                    tasks[source] = progress.add_task(source, total=len(STAGES), stage=stage)
+                    tasks[source] = progress.add_task(shown(source), total=len(STAGES), stage=stage)
                 progress.update(tasks[source], completed=STAGES.index(stage), stage=stage)
 
             report = run_ingest(backend, spec, str(manifest), on_stage)
@@ -122,7 +131,7 @@ def _print_report(report) -> None:
                          else "left")
     for s in report.sources:
         ok = "" if s.reconciles else " ✗"
-        table.add_row(s.name, s.entity, f"{s.read:,}", f"{s.loaded:,}", f"{s.inserted:,}", f"{s.updated:,}",
+        table.add_row(shown(s.name), s.entity, f"{s.read:,}", f"{s.loaded:,}", f"{s.inserted:,}", f"{s.updated:,}",
                       f"{s.unchanged:,}", f"{s.quarantined:,}{ok}", ", ".join(f"{k} {v}" for k, v in s.reasons.items()))
     console.print(table)
     total_q = sum(s.quarantined for s in report.sources)
@@ -201,10 +210,11 @@ def quarantine(
     for c in ("source", "reason", "rows"):
         table.add_column(c)
     for s, r, n in summary:
-        table.add_row(s, r, f"{n:,}")
+        table.add_row(shown(s), shown(r), f"{n:,}")
     console.print(table)
     for s, row_no, r, detail, raw in rows:
-        console.print(f"[bold]{s}[/] row {row_no}: [red]{r}[/] — {detail}\n  {raw[:300]}", highlight=False)
+        console.print(f"[bold]{shown(s)}[/] row {row_no}: [red]{shown(r)}[/] — {shown(detail)}\n  {shown(raw[:300])}",
+                      highlight=False)
 
 
 ROLE_HELP = ("district_analyst (a district, all fields) | street_staff (a street, no personal fields) | "
@@ -224,7 +234,7 @@ def users_add(
 
     with _database(db) as backend:
         token = add_user(backend, name, role, unit)
-    console.print(f"user {name} ({role}, unit {unit}) created; the token below is shown only once:")
+    console.print(f"user {shown(name)} ({shown(role)}, unit {shown(unit)}) created; the token below is shown only once:")
     print(token)
 
 
@@ -239,7 +249,7 @@ def users_list(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HEL
     for c in ("name", "role", "unit", "created", "disabled"):
         table.add_column(c)
     for name, role, unit, created, disabled in rows:
-        table.add_row(name, role, unit, f"{created:%Y-%m-%d %H:%M}", "yes" if disabled else "")
+        table.add_row(shown(name), role, shown(unit), f"{created:%Y-%m-%d %H:%M}", "yes" if disabled else "")
     console.print(table)
 
 
@@ -253,18 +263,30 @@ def users_passwd(name: str = typer.Argument(...),
 
     with _database(db) as backend:
         set_password(backend, name, password)
-    console.print(f"password of {name} set")
+    console.print(f"password of {shown(name)} set")
+
+
+@users_app.command("rotate")
+def users_rotate(name: str = typer.Argument(...),
+                 db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
+    """Replace a user's token (the old one stops working) and end their dashboard sessions; prints the new token."""
+    from brain.auth import rotate_token
+
+    with _database(db) as backend:
+        token = rotate_token(backend, name)
+    console.print(f"token of {shown(name)} replaced and their sessions ended; the new token below is shown only once:")
+    print(token)
 
 
 @users_app.command("remove")
 def users_remove(name: str = typer.Argument(...),
                  db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HELP)) -> None:
-    """Remove a user; their token stops working at once."""
+    """Remove a user: their token and dashboard sessions stop working at once (re-adding the name revives none)."""
     from brain.auth import remove_user
 
     with _database(db) as backend:
         remove_user(backend, name)
-    console.print(f"user {name} removed")
+    console.print(f"user {shown(name)} removed")
 
 
 @users_app.command("demo")
@@ -290,7 +312,7 @@ def users_demo(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HEL
     for c in ("user", "role", "unit", "token"):
         table.add_column(c, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(shown, row))
     console.print(table)
     console.print("Sign in to the one map (dashboards) with these links; the API takes the same tokens:")
     for name, _, _, token in rows:

@@ -39,3 +39,7 @@ class BadRequest(BrainError):
 
 class TooLarge(BrainError):
     """A request body or geometry over the configured limits (HTTP 413)."""
+
+
+class Throttled(BrainError):
+    """Too many failed attempts (sign-in): wait, as the message says (HTTP 429)."""

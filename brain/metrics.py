@@ -18,7 +18,7 @@ import shapely
 from brain.backend import Backend, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
 from brain.model import LEVELS, VOCABS
-from brain.scope import Scope, allowed, scope_filter
+from brain.scope import Disclosure, Scope, allowed, disclosure, scope_filter, snap_to_grids, snaps_areas
 
 
 def sql_literal(value: str) -> str:
@@ -36,16 +36,21 @@ class Indicator:
     label: str
     group: str
     kind: str = "count"  # count | ratio | minutes | hours
-    base: str | None = None  # for ratios and durations: the count they are computed over (portal suppression)
+    base: str | None = None  # for ratios and durations: the count they are computed over
+    ratio: tuple[str, str] | None = None  # a ratio's (numerator, denominator) conditions, counted apart when protected
 
 
 def _count(where: str | None = None) -> str:
     return f"count(*) FILTER (WHERE {where})" if where else "count(*)"
 
 
-def _ratio(num: str, den: str) -> str:
+def _ratio_sql(num: str, den: str) -> str:
     return f"CASE WHEN count(*) FILTER (WHERE {den}) = 0 THEN NULL ELSE " \
            f"CAST(count(*) FILTER (WHERE {num}) AS DOUBLE PRECISION) / count(*) FILTER (WHERE {den}) END"
+
+
+def _ratio(name: str, table: str, num: str, den: str, label: str, group: str, base: str) -> Indicator:
+    return Indicator(name, table, _ratio_sql(num, den), label, group, "ratio", base=base, ratio=(num, den))
 
 
 def _median_seconds(start: str, end: str, divisor: int) -> str:
@@ -110,27 +115,23 @@ def _build() -> dict[str, Indicator]:
         add(Indicator(f"events_{code}", "events", _count(f"t.status = {sql_literal(code)}"),
                       f"{labels[0]} {code}", "event_status"))
     add(Indicator("open_events", "events", _count(OPEN), "未办结 open", "events"))
-    add(Indicator("resolution_rate", "events", _ratio(DONE, "true"), "办结率 resolution rate", "events",
-                  "ratio", base="events"))
+    add(_ratio("resolution_rate", "events", DONE, "true", "办结率 resolution rate", "events", "events"))
     add(Indicator("median_respond_minutes", "events", _median_seconds("t.reported_at", "t.dispatched_at", 60),
                   "响应时长中位数(分) median minutes to respond", "events", "minutes", base="events"))
     add(Indicator("median_close_hours", "events", _median_seconds("t.reported_at", DONE_AT, 3600),
                   "办结时长中位数(时) median hours to close", "events", "hours", base="events"))
-    add(Indicator("respond_on_time_rate", "events",
-                  _ratio("extract(epoch FROM (t.dispatched_at - t.reported_at)) <= c.respond_s",
-                         "t.dispatched_at IS NOT NULL"),
-                  "按时响应率 responded on time", "events", "ratio", base="events"))
-    add(Indicator("close_on_time_rate", "events",
-                  _ratio(f"extract(epoch FROM ({DONE_AT} - t.reported_at)) <= c.close_s", f"{DONE_AT} IS NOT NULL"),
-                  "按时办结率 closed on time", "events", "ratio", base="events"))
+    add(_ratio("respond_on_time_rate", "events", "extract(epoch FROM (t.dispatched_at - t.reported_at)) <= c.respond_s",
+               "t.dispatched_at IS NOT NULL", "按时响应率 responded on time", "events", "events"))
+    add(_ratio("close_on_time_rate", "events", f"extract(epoch FROM ({DONE_AT} - t.reported_at)) <= c.close_s",
+               f"{DONE_AT} IS NOT NULL", "按时办结率 closed on time", "events", "events"))
     add(Indicator("overdue_respond", "events", _count(OVERDUE_RESPOND), "超时未响应 overdue to respond", "events"))
     add(Indicator("overdue_close", "events", _count(OVERDUE_CLOSE), "超时未办结 overdue to close", "events"))
     # party 党建
     add(Indicator("party_members", "party_members", _count(), "党员 party members", "party"))
     add(Indicator("households_linked", "households", _count("t.linked"), "党员联系户 households linked",
                   "party"))
-    add(Indicator("party_link_share", "households", _ratio("t.linked", "true"),
-                  "联系户覆盖率 share of households linked", "party", "ratio", base="households"))
+    add(_ratio("party_link_share", "households", "t.linked", "true", "联系户覆盖率 share of households linked", "party",
+               "households"))
     # devices 物联感知
     add(Indicator("cameras", "devices", _count("t.kind = 'camera'"), "视频监控 cameras", "devices"))
     add(Indicator("sensors", "devices", _count("t.kind <> 'camera'"), "监测站 sensors", "devices"))
@@ -171,23 +172,35 @@ class Clock:
 
 @dataclass(frozen=True)
 class Area:
-    """Where indicators are computed: a unit (by code) or a drawn polygon (shapely, EPSG:4326)."""
+    """Where indicators are computed: a unit (by code), a drawn polygon (shapely, EPSG:4326), or whole grids."""
 
     unit: str | None = None
     level: str | None = None
     polygon: Any = None
+    grids: tuple[str, ...] | None = None  # a drawn area snapped to whole grids (roles with a floor)
 
     def sql(self, alias: str = "t") -> tuple[str, list]:
-        """Predicate keeping the rows of the area: its unit's code, or a point inside the polygon (bbox first)."""
+        """Predicate keeping the rows of the area: its unit's code, its grids, or a point inside the polygon."""
         a = quote_ident(alias)
         if self.unit is not None:
             return f"{a}.{quote_ident(self.level + '_code')} = ?", [self.unit]
+        if self.grids is not None:
+            if not self.grids:
+                return "false", []
+            return f"{a}.grid_code IN ({', '.join('?' * len(self.grids))})", list(self.grids)
         if self.polygon is None:
             return "true", []
         xmin, ymin, xmax, ymax = self.polygon.bounds
         return (f"{a}.lon BETWEEN ? AND ? AND {a}.lat BETWEEN ? AND ? "
                 f"AND ST_Intersects(ST_GeomFromWKB(?), ST_Point({a}.lon, {a}.lat))",
                 [xmin, xmax, ymin, ymax, shapely.to_wkb(self.polygon)])
+
+
+def protect_area(db: Backend, scope: Scope, area: Area) -> Area:
+    """The area as the scope may read it: a drawn polygon snapped to whole grids for roles with a floor."""
+    if area.polygon is not None and area.grids is None and snaps_areas(scope):
+        return Area(polygon=area.polygon, grids=snap_to_grids(db, scope, area.polygon))
+    return area
 
 
 def unit_of(db: Backend, scope: Scope, code: str) -> tuple[str, str, str]:
@@ -203,69 +216,139 @@ def unit_of(db: Backend, scope: Scope, code: str) -> tuple[str, str, str]:
     return row[0], row[1], row[2]
 
 
-def _suppress(scope: Scope, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Blank small counts (and ratios over small bases) for roles with a minimum count (portal)."""
-    floor = scope.user.role.min_count
-    if not floor:
-        return values, []
-    out, hidden = dict(values), []
-    for name, v in values.items():
-        ind = INDICATORS[name]
-        n = values.get(ind.base) if ind.base else v
-        if n is not None and 0 < n < floor:
-            out[name] = None
-            hidden.append(name)
-    return out, hidden
-
-
-def _table_query(table: str, names: list[str], scope: Scope, area: Area, clock: Clock,
-                 group_by: str | None = None) -> tuple[str, list]:
-    exprs = ", ".join(f"{INDICATORS[n].expr} AS {quote_ident(n)}" for n in names)
+def _table_query(table: str, exprs: list[tuple[str, str]], scope: Scope, area: Area, clock: Clock,
+                 group_by: tuple[str, ...] = ()) -> tuple[str, list]:
+    """SELECT [group columns,] (expr AS name)… of one table in the scope and area, with the clock `c`."""
+    cols = ", ".join(f"{e} AS {quote_ident(n)}" for n, e in exprs)
     clock_sql, clock_params = clock.sql()
     scope_sql, scope_params = scope_filter(scope, "t")
     area_sql, area_params = area.sql("t")
-    where = [scope_sql, area_sql]
-    params = clock_params + scope_params + area_params
-    head = f"t.{quote_ident(group_by)}, " if group_by else ""
-    tail = " GROUP BY 1" if group_by else ""
-    return (f"SELECT {head}{exprs} FROM {quote_ident(table)} t, {clock_sql} WHERE "
-            + " AND ".join(where) + tail, params)
+    head = "".join(f"{g}, " for g in group_by)
+    tail = " GROUP BY " + ", ".join(str(i + 1) for i in range(len(group_by))) if group_by else ""
+    return (f"SELECT {head}{cols} FROM {quote_ident(table)} t, {clock_sql} WHERE {scope_sql} AND {area_sql}{tail}",
+            clock_params + scope_params + area_params)
 
 
 def _readable(scope: Scope, table: str) -> bool:
     return allowed(scope, "read-aggregates", RESOURCE_OF.get(table, table))
 
 
+def _exact(db: Backend, scope: Scope, table: str, names: list[str], area: Area, clock: Clock,
+           key: str | None = None) -> dict[Any, dict[str, Any]]:
+    """Indicators of one table as they are, per value of `key` (None: one total)."""
+    sql, params = _table_query(table, [(n, INDICATORS[n].expr) for n in names], scope, area, clock,
+                               (f"t.{quote_ident(key)}",) if key else ())
+    rows = db.query(sql, params)
+    if key is None:
+        return {None: {n: _plain(v) for n, v in zip(names, rows[0])}}
+    return {r[0]: {n: _plain(v) for n, v in zip(names, r[1:])} for r in rows}
+
+
+def _protected(db: Backend, scope: Scope, dis: Disclosure, table: str, names: list[str], area: Area, clock: Clock,
+               key: str | None = None) -> dict[Any, dict[str, Any]]:
+    """Indicators of one table under the scope's Disclosure, per value of `key` (None: one total).
+
+    Counts are sums of rounded grid cells, rates ratios of such sums; medians only for whole units (the area
+    is a unit, or `key` is a level's code) of at least 2 × base rows, and None elsewhere.
+    """
+    exprs = [("_rows", "count(*)")]
+    for n in names:
+        ind = INDICATORS[n]
+        if ind.kind == "count":
+            exprs.append((n, ind.expr))
+        elif ind.ratio:
+            exprs += [(n + "_num", f"count(*) FILTER (WHERE {ind.ratio[0]})"),
+                      (n + "_den", f"count(*) FILTER (WHERE {ind.ratio[1]})")]
+    group = ((f"t.{quote_ident(key)}",) if key else ()) + ("t.grid_code",)
+    sql, params = _table_query(table, exprs, scope, area, clock, group)
+    sums: dict[Any, dict[str, int]] = {}
+    for row in db.query(sql, params):
+        k, cells = (row[0] if key else None), row[len(group):]
+        acc = sums.setdefault(k, dict.fromkeys((n for n, _ in exprs), 0))
+        for (n, _), v in zip(exprs, cells):
+            acc[n] += dis.round(v)
+    if key is None and not sums:
+        sums[None] = dict.fromkeys((n for n, _ in exprs), 0)
+    whole = key is not None or area.unit is not None
+    medians = [n for n in names if INDICATORS[n].kind in ("minutes", "hours")]
+    exact = _exact(db, scope, table, medians, area, clock, key) if medians and whole else {}
+    out: dict[Any, dict[str, Any]] = {}
+    for k, acc in sums.items():
+        vals: dict[str, Any] = {}
+        for n in names:
+            ind = INDICATORS[n]
+            if ind.kind == "count":
+                vals[n] = acc[n]
+            elif ind.ratio:
+                vals[n] = round(acc[n + "_num"] / acc[n + "_den"], 4) if acc[n + "_den"] else None
+            else:
+                vals[n] = exact.get(k, {}).get(n) if acc["_rows"] >= 2 * dis.base else None
+        out[k] = vals
+    return out
+
+
+def _values(db: Backend, scope: Scope, table: str, names: list[str], area: Area, clock: Clock,
+            key: str | None = None) -> dict[Any, dict[str, Any]]:
+    dis = disclosure(scope, table)
+    if dis is None:
+        return _exact(db, scope, table, names, area, clock, key)
+    return _protected(db, scope, dis, table, names, area, clock, key)
+
+
 def indicators(db: Backend, scope: Scope, area: Area, clock: Clock,
                names: list[str] | None = None) -> dict[str, Any]:
-    """The indicators of an area inside the scope: {values, labels, suppressed, as_of, origin}."""
+    """The indicators of an area inside the scope: {values, suppressed, as_of, origin[, grids, disclosure]}.
+
+    For roles with a floor, a drawn area is snapped to whole grids (listed in `grids`) and counts over rows the
+    role may not see are protected as `brain.scope.Disclosure` says; `suppressed` names what is withheld.
+    """
     names = names or list(INDICATORS)
     unknown = [n for n in names if n not in INDICATORS]
     if unknown:
         raise NotFound(f"unknown indicator(s) {', '.join(unknown)}: see GET /indicators")
+    area = protect_area(db, scope, area)
     values: dict[str, Any] = {}
+    protected: list[str] = []
     for table in TABLES:
         wanted = [n for n in names if INDICATORS[n].table == table]
         if not wanted or not _readable(scope, table):
             continue
-        sql, params = _table_query(table, wanted, scope, area, clock)
-        row = db.query(sql, params)[0]
-        values.update({n: _plain(v) for n, v in zip(wanted, row)})
-    values, hidden = _suppress(scope, values)
-    origin = _breakdown(db, scope, area, "people", "origin", 10) if "population" in names else []
-    if scope.user.role.min_count:
-        origin = [o for o in origin if o["count"] >= scope.user.role.min_count]
-    return {"as_of": clock.as_of.isoformat(), "values": values, "suppressed": hidden, "origin": origin}
+        values.update(_values(db, scope, table, wanted, area, clock)[None])
+        if disclosure(scope, table):
+            protected += wanted
+    origin = []
+    if "population" in names:
+        counts = grouped_counts(db, scope, "people", area, clock, ["coalesce(t.origin, '?')"])
+        origin = [{"key": k, "count": n} for k, n in sorted(counts, key=lambda r: (-r[1], r[0]))[:10]]
+    out = {"as_of": clock.as_of.isoformat(), "values": values,
+           "suppressed": [n for n in protected if values.get(n) is None and INDICATORS[n].kind != "count"],
+           "origin": origin}
+    if area.grids is not None:
+        out["grids"] = list(area.grids)
+    dis = disclosure(scope, "people")
+    if dis and protected:
+        out["disclosure"] = {"method": "grid cells rounded", "base": dis.base, "protected": protected}
+    return out
 
 
-def _breakdown(db: Backend, scope: Scope, area: Area, table: str, column: str, top: int) -> list[dict]:
-    scope_sql, scope_params = scope_filter(scope, "t")
-    area_sql, area_params = area.sql("t")
-    where, params = [scope_sql, area_sql], scope_params + area_params
-    col = f"t.{quote_ident(column)}"
-    rows = db.query(f"SELECT coalesce({col}, '?') AS k, count(*) AS n FROM {quote_ident(table)} t WHERE "
-                    + " AND ".join(where) + f" GROUP BY 1 ORDER BY n DESC, k LIMIT {int(top)}", params)
-    return [{"key": k, "count": int(n)} for k, n in rows]
+def grouped_counts(db: Backend, scope: Scope, table: str, area: Area, clock: Clock,
+                   keys: list[str]) -> list[tuple]:
+    """Rows of `table` in the scope and area counted per value of `keys` (SQL over `t` and the clock `c`).
+
+    Under the scope's Disclosure each (keys, grid) cell is rounded before the cells are summed, and keys whose
+    sum is 0 are left out. Returns (*key values, count) tuples.
+    """
+    area = protect_area(db, scope, area)
+    dis = disclosure(scope, table)
+    group = tuple(keys) + (("t.grid_code",) if dis else ())
+    sql, params = _table_query(table, [("n", "count(*)")], scope, area, clock, group)
+    if dis is None:
+        return [(*r[:-1], int(r[-1])) for r in db.query(sql, params)]
+    sums: dict[tuple, int] = {}
+    for r in db.query(sql, params):
+        k = tuple(r[:len(keys)])
+        sums[k] = sums.get(k, 0) + dis.round(r[-1])
+    return [(*k, n) for k, n in sums.items() if n]
 
 
 def _plain(v: Any) -> Any:
@@ -293,19 +376,13 @@ def ranking(db: Backend, scope: Scope, code: str, metric: str, clock: Clock) -> 
     ind = INDICATORS[metric]
     if not _readable(scope, ind.table):
         raise Forbidden(f"your role may not read {ind.table}")
-    area = unit_area(db, scope, code)
-    names = [metric] + ([ind.base] if ind.base and ind.base != metric else [])
-    sql, params = _table_query(ind.table, names, scope, area, clock, group_by=f"{child_level}_code")
-    got = {r[0]: r[1:] for r in db.query(sql, params)}
+    got = _values(db, scope, ind.table, [metric], unit_area(db, scope, code), clock, key=f"{child_level}_code")
     children = db.query("SELECT code, name FROM admin_units WHERE parent_code = ? AND level = ? ORDER BY code",
                         [ucode, child_level])
     rows = []
     for ccode, cname in children:
-        vals = dict(zip(names, got.get(ccode, [None] * len(names))))
-        if ind.kind == "count":
-            vals = {k: v or 0 for k, v in vals.items()}
-        vals, _ = _suppress(scope, {k: _plain(v) for k, v in vals.items()})
-        rows.append({"code": ccode, "name": cname, "value": vals[metric]})
+        value = got.get(ccode, {}).get(metric)
+        rows.append({"code": ccode, "name": cname, "value": value or 0 if ind.kind == "count" else value})
     rows.sort(key=lambda r: (r["value"] is None, -(r["value"] or 0), r["code"]))
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
@@ -315,6 +392,7 @@ def ranking(db: Backend, scope: Scope, code: str, metric: str, clock: Clock) -> 
 
 def resources(db: Backend, scope: Scope, area: Area, page: int, size: int) -> dict[str, Any]:
     """Organisations and devices inside an area and the scope, paged (service centres first)."""
+    area = protect_area(db, scope, area)
     parts, params = [], []
     for table, kind_col in RESOURCES:
         if not allowed(scope, "read-features", table):

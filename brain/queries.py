@@ -11,9 +11,9 @@ from typing import Any
 
 from brain.backend import Backend, lonlat_point, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
-from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, unit_of
+from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, grouped_counts, unit_of
 from brain.model import ENTITIES, LEVELS, VOCABS
-from brain.scope import Scope, allowed, scope_filter, visible_fields
+from brain.scope import Scope, allowed, disclosure, scope_filter, visible_fields
 
 
 def _json(v: Any) -> Any:
@@ -77,7 +77,6 @@ def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_l
         raise Forbidden(f"building {building_id} lies outside your scope "
                         f"({scope.user.unit_level} {scope.user.unit_code})")
     where, params = scope_filter(scope, "t")
-    floor = scope.user.role.min_count
     out: dict[str, Any] = {"building": b}
 
     counts = db.query("SELECT count(*), count(DISTINCT t.household_id), "
@@ -91,9 +90,9 @@ def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_l
     members = db.query(f"SELECT count(*) FROM party_members t WHERE t.building_id = ? AND {where}",
                        [building_id] + params)[0][0]
     summary["party_members"] = int(members)
-    if floor:  # small counts at one building identify people
-        summary = {k: (None if 0 < v < floor else v) for k, v in summary.items()}
-        flags["special_groups"] = {k: (None if 0 < v < floor else v) for k, v in flags["special_groups"].items()}
+    if disclosure(scope, "people"):  # the smallest area this role's counts of people describe is a grid
+        summary = dict.fromkeys(summary)
+        flags["special_groups"] = dict.fromkeys(flags["special_groups"])
     out["summary"], out["flags"] = summary, flags
 
     if allowed(scope, "read-features", "people"):
@@ -176,14 +175,12 @@ def load_layout(db: Backend, user_name: str) -> dict | None:
     return json.loads(rows[0][0]) if rows else None
 
 
-def events_by_month(db: Backend, scope: Scope, area) -> list[dict[str, Any]]:
+def events_by_month(db: Backend, scope: Scope, area, clock: Clock) -> list[dict[str, Any]]:
     """Events of an area per month of report and status (for the events-over-time widget)."""
-    where, params = scope_filter(scope, "t")
-    area_sql, area_params = area.sql("t")
-    conds, params = [where, area_sql], params + area_params
-    rows = db.query("SELECT CAST(date_trunc('month', t.reported_at) AS DATE) AS m, t.status, count(*) "
-                    "FROM events t WHERE " + " AND ".join(conds) + " GROUP BY 1, 2 ORDER BY 1, 2", params)
-    return [{"month": f"{m:%Y-%m}", "status": s, "count": int(n)} for m, s, n in rows if m is not None]
+    rows = grouped_counts(db, scope, "events", area, clock,
+                          ["CAST(date_trunc('month', t.reported_at) AS DATE)", "t.status"])
+    return [{"month": f"{m:%Y-%m}", "status": s, "count": n} for m, s, n in sorted(rows, key=lambda r: (
+        r[0] is None, r[0] or date.min, r[1] or "")) if m is not None]
 
 
 def devices_in_alarm(db: Backend, scope: Scope, area, limit: int = 50) -> list[dict[str, Any]]:
@@ -234,14 +231,9 @@ def search(db: Backend, scope: Scope, text: str, limit: int = 20) -> list[dict[s
 
 def age_pyramid(db: Backend, scope: Scope, area, clock: Clock) -> list[dict[str, Any]]:
     """People of an area by age band (the indicator registry's bands) and gender, for the age pyramid."""
-    where, params = scope_filter(scope, "t")
-    area_sql, area_params = area.sql("t")
-    clock_sql, clock_params = clock.sql()
     cases = " ".join(
         f"WHEN t.birth_date <= c.as_of - INTERVAL '{lo} years'"
         + (f" AND t.birth_date > c.as_of - INTERVAL '{hi} years'" if hi else "")
         + f" THEN '{lo}–{hi - 1 if hi else ''}'" for lo, hi in AGE_BANDS)
-    rows = db.query(f"SELECT CASE {cases} ELSE '?' END AS band, coalesce(t.gender, '?') AS g, count(*) "
-                    f"FROM people t, {clock_sql} WHERE {where} AND {area_sql} GROUP BY 1, 2",
-                    clock_params + params + area_params)
-    return [{"band": b, "gender": g, "count": int(n)} for b, g, n in rows]
+    rows = grouped_counts(db, scope, "people", area, clock, [f"CASE {cases} ELSE '?' END", "coalesce(t.gender, '?')"])
+    return [{"band": b, "gender": g, "count": n} for b, g, n in rows]

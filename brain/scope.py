@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import shapely
 
 from brain.auth import User
-from brain.backend import quote_ident
+from brain.backend import Backend, quote_ident
 from brain.model import ENTITIES, Entity
 
 
@@ -65,3 +68,74 @@ def allowed(scope: Scope, action: str, resource: str) -> bool:
             return role.individual
         return True
     return False
+
+
+# -- statistical disclosure control ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Disclosure:
+    """How the counts of one role over rows it may not see one by one are published (the portal's floor).
+
+    The method (README, "Statistical disclosure control"):
+    1. **Minimum geography: the grid.** Every such count describes whole grids. A drawn area is snapped to the
+       grids more than half inside it; a building's residents are not counted for this role at all.
+    2. **Each grid cell is rounded** to the nearest multiple of `base` (base 5: 0-2 → 0, 3-7 → 5, 8-12 → 10),
+       the same way every time for the same data (deterministic, so repeating a query averages nothing away).
+    3. **Every larger number is a sum of rounded grid cells** (a community, a street, a snapped area, a ranking
+       row), and a rate is the ratio of two such sums.
+
+    So every number this role reads is a function of one table: the rounded grid cells. Differencing areas,
+    parents minus children or overlapping areas yields sums and differences of rounded cells, never a true
+    small count: a hidden 1–4 comes back as 0 or 5. Medians are not additive: for this role they are given
+    for whole units with at least 2 × base rows only.
+    """
+
+    base: int
+
+    def round(self, n: int | None) -> int:
+        """One grid cell's count as published."""
+        n = int(n or 0)
+        return (n + self.base // 2) // self.base * self.base
+
+    def sql(self, expr: str) -> str:
+        """The same rounding in SQL, for cells counted in the database (aggregated tiles)."""
+        return f"CAST(floor((({expr}) + {self.base // 2}) / {float(self.base)!r}) * {self.base} AS BIGINT)"
+
+
+def disclosure(scope: Scope, table: str) -> Disclosure | None:
+    """How the scope's counts over `table` are protected; None when they are exact.
+
+    Counts are protected for roles with a floor (`Role.min_count`) over tables whose rows the role may not read
+    one by one (people, households, party members, events): a count of things the role sees on the map anyway
+    has nothing to hide.
+    """
+    floor = scope.user.role.min_count
+    if not floor or allowed(scope, "read-features", table):
+        return None
+    return Disclosure(floor)
+
+
+def snaps_areas(scope: Scope) -> bool:
+    """Whether the scope's drawn areas are snapped to whole grids (roles with a floor)."""
+    return bool(scope.user.role.min_count)
+
+
+#: A grid belongs to a drawn area, for roles whose areas are snapped, when more than this share of it is inside.
+SNAP_SHARE = 0.5
+
+
+def snap_to_grids(db: Backend, scope: Scope, polygon: Any) -> tuple[str, ...]:
+    """The grids in the scope more than half inside a drawn polygon (EPSG:4326), by code."""
+    where, params = scope_filter(scope, "t")
+    xmin, ymin, xmax, ymax = polygon.bounds
+    wkb = "ST_AsBinary" if db.dialect == "postgis" else "ST_AsWKB"
+    rows = db.query(f"SELECT t.code, {wkb}(t.geom) FROM admin_units t WHERE t.level = 'grid' AND {where} "
+                    "AND ST_XMax(t.geom) >= ? AND ST_XMin(t.geom) <= ? AND ST_YMax(t.geom) >= ? "
+                    "AND ST_YMin(t.geom) <= ? ORDER BY t.code", params + [xmin, xmax, ymin, ymax])
+    shapely.prepare(polygon)
+    out = []
+    for code, raw in rows:
+        grid = shapely.from_wkb(bytes(raw))
+        if grid.area > 0 and (polygon.contains(grid)
+                              or shapely.intersection(grid, polygon).area > SNAP_SHARE * grid.area):
+            out.append(code)
+    return tuple(out)

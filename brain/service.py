@@ -6,11 +6,11 @@ render. Domain errors map to HTTP codes in one table (ERRORS); every request is 
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional
+from zoneinfo import ZoneInfo
 
 import shapely
 from anyio import to_thread
@@ -19,13 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyQuery, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from shapely.geometry import shape
 
 from brain import queries
+from brain.areas import AreaLimits, parse_area
 from brain.audit import AuditLog
 from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
-from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, TooLarge
+from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, Throttled, TooLarge
 from brain.layers import derive
 from brain.layers.catalog import CATALOG, MVT_TYPES
 from brain.metrics import INDICATORS, Area, Clock, indicators, ranking, resources, unit_area
@@ -35,8 +35,17 @@ from brain.settings import Settings
 from brain.tiles.source import TileSource
 
 ERRORS: dict[type[BrainError], int] = {
-    NotAuthenticated: 401, Forbidden: 403, NotFound: 404, BadRequest: 400, TooLarge: 413, BrainError: 400,
+    NotAuthenticated: 401, Forbidden: 403, NotFound: 404, BadRequest: 400, TooLarge: 413, Throttled: 429,
+    BrainError: 400,
 }
+#: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
+DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
 SESSION_COOKIE = "brain_session"
 AUTH_TTL = 5.0  # seconds a token → user lookup is reused; a removed user stops working within this
 MVT = "application/vnd.mapbox-vector-tile"
@@ -87,31 +96,47 @@ class Service:
         self.settings = settings
         self.tiles = TileSource(db, settings)
         self.audit = AuditLog(db, settings.audit_flush_seconds)
-        self._users: dict[str, tuple[float, Any]] = {}
+        self._users: dict[tuple[str, str], tuple[float, Any]] = {}
 
-    def cached_user(self, secret: str | None):
-        """The user of a token or session seen less than AUTH_TTL seconds ago, without touching the database."""
-        hit = self._users.get(hash_token(secret)) if secret else None
+    def cached_user(self, token: str | None = None, session: str | None = None):
+        """The user of a token or session seen less than AUTH_TTL seconds ago, without touching the database.
+
+        Tokens and sessions are cached apart: a token sent as the session cookie is not a session.
+        """
+        key = ("token", hash_token(token)) if token else ("session", hash_token(session)) if session else None
+        hit = self._users.get(key) if key else None
         return hit[1] if hit and time.monotonic() - hit[0] < AUTH_TTL else None
 
     def user(self, token: str | None = None, session: str | None = None):
         """The user holding an API token or a dashboard session (cached for AUTH_TTL s), or NotAuthenticated."""
-        secret = token or session
-        if not secret:
+        if not (token or session):
             raise NotAuthenticated("no token: send `Authorization: Bearer TOKEN` or add ?token=TOKEN "
                                    "(create one with `brain users add`)")
-        user = self.cached_user(secret)
+        user = self.cached_user(token, session)
         if user is None:
-            user = authenticate(self.db, token) if token else session_user(self.db, session)
-            self._users[hash_token(secret)] = (time.monotonic(), user)
+            if token:
+                user = authenticate(self.db, token)
+            else:
+                user = session_user(self.db, session, timedelta(minutes=self.settings.session_idle_minutes),
+                                    timedelta(hours=self.settings.session_hours))
+            key = ("token", hash_token(token)) if token else ("session", hash_token(session))
+            self._users[key] = (time.monotonic(), user)
         if user is None:
             raise NotAuthenticated("unknown or disabled token" if token else "session ended: sign in again")
         return user
 
-    def forget(self, secret: str | None) -> None:
-        """Drop a token or session from the auth cache (sign-out)."""
-        if secret:
-            self._users.pop(hash_token(secret), None)
+    def forget(self, session: str | None) -> None:
+        """Drop a session from the auth cache (sign-out)."""
+        if session:
+            self._users.pop(("session", hash_token(session)), None)
+
+    def base_url(self, request: Request) -> str:
+        """Where clients reach the service: the configured public URL, else the socket the request came in on
+        (never the request's Host header, which a client chooses)."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        host, port = request.scope.get("server") or ("127.0.0.1", 80)
+        return f"{request.scope.get('scheme', 'http')}://{host}:{port}"
 
     def clock(self) -> Clock:
         """The clock indicators of this request are computed against."""
@@ -137,7 +162,7 @@ async def _scope(request: Request, tok: str | None) -> Scope:
     svc = _service(request)
     # the token, else the dashboards' session cookie (the map fetches tiles with it)
     sid = None if tok else request.cookies.get(SESSION_COOKIE)
-    user = svc.cached_user(tok or sid) or await to_thread.run_sync(svc.user, tok, sid)
+    user = svc.cached_user(tok, sid) or await to_thread.run_sync(svc.user, tok, sid)
     request.state.user = user
     no_nul_characters(request)  # after the user is known, so that the refusal is audited under their name
     return Scope(user)
@@ -163,6 +188,7 @@ class AuditMiddleware:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
@@ -173,12 +199,25 @@ class AuditMiddleware:
             svc = scope["app"].state.service if "app" in scope else None
             if svc is not None and user is None:
                 # the dashboards' requests carry the session cookie; its user is in the auth cache already
-                user = svc.cached_user(Request(scope).cookies.get(SESSION_COOKIE))
+                user = svc.cached_user(session=Request(scope).cookies.get(SESSION_COOKIE))
+            target = state.get("target")
+            if target is None and status["code"] >= 400:  # a refusal names what was asked for
+                target = _asked(scope)
             if svc is not None:
-                svc.audit.record(user.name if user else None, user.role.name if user else None,
+                # `actor`: the name a sign-in attempt gave, when it names nobody who signed in
+                svc.audit.record(user.name if user else state.get("actor"), user.role.name if user else None,
                                  user.unit_code if user else None, scope["method"], scope["path"],
-                                 state.get("layer"), state.get("target"), state.get("features"),
+                                 state.get("layer"), target, state.get("features"),
                                  status["code"], (time.perf_counter() - t0) * 1000)
+
+
+def _asked(scope) -> str | None:
+    """What a refused request asked for: its path parameters, else its query (tokens left out)."""
+    params = scope.get("path_params") or {}
+    if params:
+        return "/".join(str(v) for v in params.values())[:200]
+    query = [(k, v) for k, v in Request(scope).query_params.multi_items() if k != "token"]
+    return "&".join(f"{k}={v}" for k, v in query)[:200] or None
 
 
 def _layer_json(layer, scope: Scope, base: str) -> dict[str, Any]:
@@ -198,38 +237,22 @@ def _layer_json(layer, scope: Scope, base: str) -> dict[str, Any]:
             "tilejson": f"{base}/tiles/{layer.id}/tilejson.json"}
 
 
-def _geometry(body: bytes, settings: Settings):
-    """A drawn area from a request body: GeoJSON Polygon/MultiPolygon, or a Feature of one (EPSG:4326)."""
-    if len(body) > settings.max_body_bytes:
-        raise TooLarge(f"request body of {len(body):,} bytes: the limit is {settings.max_body_bytes:,}")
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    if isinstance(doc, dict) and doc.get("type") == "Feature":
-        doc = doc.get("geometry")
-    if not isinstance(doc, dict) or doc.get("type") not in ("Polygon", "MultiPolygon"):
-        raise BadRequest("send a GeoJSON Polygon or MultiPolygon (or a Feature holding one), lon/lat in EPSG:4326")
-    try:
-        geom = shape(doc)
-    except Exception as exc:  # shapely raises a zoo of types for malformed coordinates
-        raise BadRequest(f"malformed {doc.get('type')} coordinates: {exc}") from None
-    n = shapely.get_num_coordinates(geom)
-    if n > settings.max_vertices:
-        raise TooLarge(f"the polygon has {n:,} vertices: the limit is {settings.max_vertices:,}; simplify it")
-    if geom.is_empty or n < 4:
-        raise BadRequest("the polygon is empty: it needs at least three distinct corners")
-    xmin, ymin, xmax, ymax = geom.bounds
-    if not all(map(lambda v: v == v and abs(v) != float("inf"), geom.bounds)) \
-            or xmin < -180 or xmax > 180 or ymin < -90 or ymax > 90:
-        raise BadRequest("coordinates must be lon/lat degrees (EPSG:4326): lon in [-180, 180], lat in [-90, 90]")
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-        polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type in ("Polygon", "MultiPolygon")]
-        geom = shapely.union_all(polys) if polys else shapely.Polygon()
-    if geom.is_empty or geom.area == 0:
-        raise BadRequest("the polygon has no area")
-    return geom
+def _local(t: datetime | None, zone: str) -> datetime | None:
+    """A time as the district's wall clock (the database's times are): an offset is converted, none is kept."""
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes (a chunked body has no length)."""
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise TooLarge(f"request body over {limit:,} bytes: send a smaller polygon")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 POLYGON_SCHEMA = {
@@ -292,7 +315,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
 
     @app.get("/layers", summary="The layers this user may see, with their fields and tile URLs")
     def layers(request: Request, scope: Scope = Depends(scope_of)) -> list[dict]:
-        base = str(request.base_url).rstrip("/")
+        base = _service(request).base_url(request)
         out = [_layer_json(l, scope, base) for l in CATALOG.values() if l.visible(scope)]
         _audit(request, features=len(out))
         return out
@@ -306,7 +329,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
     def tilejson(request: Request, layer: str, scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
         spec = svc.tiles.layer(layer, scope)
-        base = str(request.base_url).rstrip("/")
+        base = svc.base_url(request)
         suffix = f"?token={request.query_params['token']}" if "token" in request.query_params else ""
         tree = queries.unit_tree(svc.db, scope, level=scope.user.unit_level, geometry=False)
         bbox = tree["features"][0]["bbox"] if tree["features"] else [-180, -85, 180, 85]
@@ -384,9 +407,13 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         head = request.headers.get("content-length")
         if head and head.isdigit() and int(head) > svc.settings.max_body_bytes:
             raise TooLarge(f"request body of {int(head):,} bytes: the limit is {svc.settings.max_body_bytes:,}")
-        geom = _geometry(await request.body(), svc.settings)
-        area = Area(polygon=geom)
+        body = await _body(request, svc.settings.max_body_bytes)
         clock = svc.clock()
+        # parsing and repair run off the event loop (repair in its own process, with a time and memory budget)
+        geom = await to_thread.run_sync(parse_area, body, AreaLimits.from_settings(svc.settings))
+        xmin, ymin, xmax, ymax = geom.bounds
+        _audit(request, target=f"bbox({xmin:.5f},{ymin:.5f},{xmax:.5f},{ymax:.5f})")
+        area = Area(polygon=geom)
 
         def work():
             out = indicators(svc.db, scope, area, clock)
@@ -394,7 +421,6 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
             return out
 
         out = await to_thread.run_sync(work)
-        xmin, ymin, xmax, ymax = geom.bounds
         _audit(request, target=f"bbox({xmin:.5f},{ymin:.5f},{xmax:.5f},{ymax:.5f})",
                features=out["resources"]["total"])
         return {"area": {"bbox": [xmin, ymin, xmax, ymax], "vertices": int(shapely.get_num_coordinates(geom))},
@@ -422,6 +448,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
                    until: Optional[datetime] = None, page: int = Query(1, ge=1, le=100_000),
                    size: int = Query(50, ge=1, le=500), scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
+        since, until = (_local(t, svc.settings.timezone) for t in (since, until))
         out = queries.events(svc.db, scope, svc.clock(), status=status, cls=cls, unit=unit, overdue=overdue,
                              since=since, until=until, page=page, size=size)
         _audit(request, layer="events", target=unit, features=len(out["items"]))
@@ -433,8 +460,24 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
 
         from dashboards import create_dash
 
-        dash_app = create_dash(lambda: app.state.service, settings.basemap_url)
-        app.mount("/", WSGIMiddleware(dash_app.server))
+        dash_app = create_dash(lambda: app.state.service, settings.basemap_url, 4 * settings.max_body_bytes)
+        dash_wsgi = WSGIMiddleware(dash_app.server)
+
+        async def pages(scope, receive, send):
+            # the Dash app answers its own paths only: any other unmatched path is a 404 a client can read (a
+            # dashboard page with 200 for /tiles/buildings/16/1/1.pbf misleads GDAL and caches)
+            path = scope.get("path", "")
+            if scope["type"] == "http" and path != "/" and not path.startswith(DASH_PATHS):
+                response = JSONResponse({"detail": f"no such path {path[:200]!r}: see /docs for the API"},
+                                        status_code=404)
+                return await response(scope, receive, send)
+            if scope["type"] == "http" and path in ("/signin", "/signout") and scope["method"] != "POST":
+                response = JSONResponse({"detail": f"{path} takes a POST from the sign-in page"}, status_code=405,
+                                        headers={"Allow": "POST"})
+                return await response(scope, receive, send)
+            return await dash_wsgi(scope, receive, send)
+
+        app.mount("/", pages)
     return app
 
 

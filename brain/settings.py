@@ -19,14 +19,37 @@ class Settings(BaseSettings):
     """An event not dispatched within this many hours of its report is overdue to respond (源文件: 2 小时响应)."""
     close_limit_hours: float = 24.0
     """An event not closed within this many hours of its report is overdue to close (源文件: 1 天办结)."""
+    timezone: str = "Asia/Shanghai"
+    """The district's time zone: times in the database are its wall-clock times; a `since`/`until` sent with an
+    offset (…+00:00, …Z) is converted to it."""
     as_of: datetime | None = None
     """The clock indicators are computed against (overdue, age bands); None means now."""
     max_body_bytes: int = 1_000_000
     max_vertices: int = 20_000
+    """Vertices of a drawn area, before and after it is repaired."""
+    max_parts: int = 500
+    """Polygons of a drawn MultiPolygon, before and after it is repaired."""
+    repair_seconds: float = 2.0
+    """Time a self-intersecting drawn area may take to repair (in a child process); longer answers 413."""
+    repair_memory_mb: int = 512
+    """Memory that repair may use."""
     max_page_size: int = 500
     audit_flush_seconds: float = 0.5
-    portal_min_count: int = 5
     dashboards: bool = True
     """Serve the Dash apps at / in the same process (BRAIN_DASHBOARDS=0 serves the API alone)."""
+    session_idle_minutes: float = 60
+    """A dashboard session unused this long ends (sign in again)."""
+    session_hours: float = 12
+    """A dashboard session ends this long after sign-in, used or not (the cookie's lifetime too)."""
+    signin_failures_per_name: int = 5
+    """Failed sign-ins of one name within the window, after which that name waits."""
+    signin_failures_per_address: int = 20
+    """Failed sign-ins from one address within the window, after which that address waits."""
+    signin_window_minutes: float = 15
+    secure_cookies: bool = False
+    """Send the session cookie only over HTTPS (set it when brain is served behind TLS; on by itself for https)."""
+    public_url: str | None = None
+    """The address clients reach brain at (e.g. https://map.example.gov.cn): tile and TileJSON URLs are made from
+    it, never from the request's Host header. Default: http://HOST:PORT of `brain serve`."""
     basemap_url: str | None = None
     """An online raster basemap template ({z}/{x}/{y}); never required, the map draws our own units."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import dash
 import dash_leaflet as dl
@@ -18,11 +19,11 @@ import plotly.graph_objects as go
 import shapely
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
-from shapely.geometry import shape
 
 from brain import queries
-from brain.auth import check_password, create_session, end_session, user_by_name
-from brain.errors import BrainError
+from brain.areas import AreaLimits, parse_area
+from brain.auth import SignInPolicy, create_session, end_session, sign_in
+from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, Throttled, TooLarge
 from brain.layers.catalog import CATALOG
 from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
 from brain.model import LEVEL_LABELS, LEVELS
@@ -38,6 +39,66 @@ DEFAULT_PAGE = {"widgets": [{"i": "w1", "type": "headline"}, {"i": "w2", "type":
                 "layout": [{"i": "w1", "x": 0, "y": 0, "w": 6, "h": 2}, {"i": "w2", "x": 6, "y": 0, "w": 6, "h": 2},
                            {"i": "w3", "x": 0, "y": 2, "w": 12, "h": 2}]}
 DEFAULT_LAYERS = ["units", "buildings", "events", "devices"]
+MAX_WIDGETS = 40  # widgets on one saved page
+REFUSED = {NotAuthenticated: 401, Forbidden: 403, NotFound: 404, TooLarge: 413, Throttled: 429, BrainError: 400}
+
+
+# -- what the browser sends: every callback input is parsed here, so a forged one is refused with a 4xx ---------
+def _current(v: Any) -> dict:
+    """The unit or drawn area the page shows: {"kind": "unit", "code"} or {"kind": "area", "geometry"}."""
+    if isinstance(v, dict) and v.get("kind") == "unit" and isinstance(v.get("code"), str):
+        return {"kind": "unit", "code": v["code"]}
+    if isinstance(v, dict) and v.get("kind") == "area" and isinstance(v.get("geometry"), dict):
+        return {"kind": "area", "geometry": v["geometry"]}
+    raise BadRequest("the page's current view is malformed: reload the page")
+
+
+def _units(v: Any) -> dict:
+    """The unit tree the page was given (display only: every read is checked against the scope again)."""
+    if not isinstance(v, dict) or not all(isinstance(u, dict) for u in v.values()):
+        raise BadRequest("the page's unit list is malformed: reload the page")
+    return v
+
+
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
+        raise BadRequest(f"{what} must be a number")
+    return float(v)
+
+
+def _text(v: Any, what: str) -> str:
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise BadRequest(f"{what} must be text")
+    return v
+
+
+def _page(v: Any) -> dict:
+    """A page of widgets and their places, keeping only widgets of known kinds (saved pages may predate one)."""
+    if not isinstance(v, dict) or not isinstance(v.get("widgets"), list) or not isinstance(v.get("layout"), list):
+        raise BadRequest("the page layout is malformed: reload the page")
+    widgets = [{"i": w["i"], "type": w["type"]} for w in v["widgets"] if isinstance(w, dict)
+               and isinstance(w.get("i"), str) and w["i"][:1] == "w" and w["i"][1:].isdigit() and len(w["i"]) < 10
+               and w.get("type") in WIDGETS]
+    if len(widgets) > MAX_WIDGETS:
+        raise TooLarge(f"a page holds at most {MAX_WIDGETS} widgets: remove some first")
+    return {"widgets": widgets, "layout": _layout(v["layout"], {w["i"] for w in widgets})}
+
+
+def _layout(items: Any, keep: set[str]) -> list[dict]:
+    """Widget places from the grid: small non-negative integers, for widgets on the page only."""
+    if not isinstance(items, list):
+        raise BadRequest("the grid layout is malformed: reload the page")
+    out = []
+    for it in items:
+        if not isinstance(it, dict) or it.get("i") not in keep:
+            continue
+        place = {k: it.get(k) for k in ("x", "y", "w", "h")}
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1000 for n in place.values()):
+            raise BadRequest("the grid layout is malformed: reload the page")
+        out.append({"i": it["i"], **place})
+    return out
 
 
 def _fmt(name: str, v: Any) -> str:
@@ -51,11 +112,22 @@ def _fmt(name: str, v: Any) -> str:
     return f"{v:,}"
 
 
-def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> dash.Dash:
+def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
+                max_request_bytes: int = 4_000_000) -> dash.Dash:
     """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
     app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
                     assets_ignore=r"vendor/.*")  # the map plugin is loaded by brain.js once Leaflet is there
     server = app.server
+    server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # Flask answers 413 past it
+
+    @server.errorhandler(BrainError)
+    def refused(exc: BrainError):
+        # a callback refusing what the browser sent (or a forged request): a 4xx with the reason, never a 500
+        code = next(c for k, c in REFUSED.items() if isinstance(exc, k))
+        return flask.jsonify(detail=str(exc)), code
+
+    def limits() -> AreaLimits:
+        return AreaLimits.from_settings(service().settings)
 
     def current_user():
         sid = flask.request.cookies.get(SESSION_COOKIE)
@@ -74,9 +146,38 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         return "en" if flask.request.cookies.get(LANG_COOKIE) == "en" else "zh"
 
     # -- sign-in: /?token=…, the form (token, or name and password), sign-out ------------------------------
-    def _signed_in(user) -> flask.Response:
-        resp = flask.redirect("/")
-        resp.set_cookie(SESSION_COOKIE, create_session(service().db, user), httponly=True, samesite="Lax")
+    def _audit(user=None, actor: str | None = None, target: str | None = None) -> None:
+        # the audit row of this request is written by the service's middleware, from the ASGI scope's state
+        state = flask.request.environ.get("asgi.scope", {}).setdefault("state", {})
+        state.update({"user": user, "actor": (actor or "")[:100] or None, "target": target})
+
+    def _read(target: str | None, layer: str | None = None, features: int | None = None) -> None:
+        # what a callback read, for the audit row of its request (the user comes from the session)
+        state = flask.request.environ.get("asgi.scope", {}).setdefault("state", {})
+        state.update({"target": (target or "")[:200] or None, "layer": layer, "features": features})
+
+    def _where(current: dict) -> str:
+        if current["kind"] == "unit":
+            return current["code"]
+        try:
+            return "area bbox(%.5f,%.5f,%.5f,%.5f)" % shapely.geometry.shape(current["geometry"]).bounds
+        except Exception:  # a malformed area is refused later, by parse_area, with its reason
+            return "area"
+
+    def _same_origin() -> None:
+        # sign-in and sign-out only from our own pages: a browser names the page a POST comes from
+        origin = flask.request.headers.get("Origin") or flask.request.headers.get("Referer")
+        if origin and urlsplit(origin).netloc != flask.request.host:
+            _audit(target="refused: cross-site")
+            raise Forbidden("sign-in and sign-out are accepted from this site's own pages only")
+
+    def _signed_in(user, how: str) -> flask.Response:
+        settings = service().settings
+        _audit(user, target=f"signin ok ({how})")
+        resp = flask.redirect("/", code=303)
+        resp.set_cookie(SESSION_COOKIE, create_session(service().db, user), httponly=True, samesite="Lax",
+                        max_age=int(settings.session_hours * 3600),
+                        secure=settings.secure_cookies or flask.request.scheme == "https")
         return resp
 
     @server.before_request
@@ -85,29 +186,42 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             try:
                 user = service().user(token=flask.request.args["token"])
             except BrainError:
-                return flask.redirect("/?failed=1")
-            return _signed_in(user)
+                _audit(target="signin failed (token link)")
+                return flask.redirect("/?failed=1", code=303)
+            return _signed_in(user, "token link")
         return None
 
     @server.route("/signin", methods=["POST"])
     def signin():
+        _same_origin()
         form = flask.request.form
+        if form.get("token"):
+            try:
+                return _signed_in(service().user(token=form["token"].strip()), "token")
+            except BrainError:
+                _audit(target="signin failed (token)")
+                return flask.redirect("/?failed=1", code=303)
+        name = form.get("name", "").strip()[:100]
+        svc = service()
         try:
-            if form.get("token"):
-                return _signed_in(service().user(token=form["token"].strip()))
-            name, password = form.get("name", "").strip(), form.get("password", "")
-            if name and check_password(service().db, name, password):
-                return _signed_in(user_by_name(service().db, name))
+            user = sign_in(svc.db, name, form.get("password", ""), flask.request.remote_addr,
+                           SignInPolicy.from_settings(svc.settings))
+        except Throttled as exc:
+            _audit(actor=name, target="signin throttled")
+            return flask.redirect("/?" + urlencode({"throttled": getattr(exc, "minutes", 15)}), code=303)
         except BrainError:
-            pass
-        return flask.redirect("/?failed=1")
+            _audit(actor=name, target="signin failed (password)")
+            return flask.redirect("/?failed=1", code=303)
+        return _signed_in(user, "password")
 
-    @server.route("/signout")
+    @server.route("/signout", methods=["POST"])
     def signout():
+        _same_origin()
         sid = flask.request.cookies.get(SESSION_COOKIE)
+        _audit(current_user(), target="signout")
         end_session(service().db, sid)
         service().forget(sid)
-        resp = flask.redirect("/")
+        resp = flask.redirect("/", code=303)
         resp.delete_cookie(SESSION_COOKIE)
         return resp
 
@@ -117,13 +231,17 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         resp.set_cookie(LANG_COOKIE, "en" if code == "en" else "zh", samesite="Lax")
         return resp
 
-    def signin_page(lg: str, failed: bool):
+    def signin_page(lg: str, referrer: str):
+        query = parse_qs(urlsplit(referrer).query)
+        wait = (query.get("throttled") or [""])[0]
+        error = t("throttled", lg).format(n=int(wait)) if wait.isdigit() else \
+            t("bad_signin", lg) if "failed" in query else None
         return html.Div(className="signin", children=[
             html.H1(t("title", lg)), html.P(t("signin_hint", lg)),
-            html.P(t("bad_signin", lg), className="error") if failed else None,
+            html.P(error, className="error") if error else None,
             html.Form(method="POST", action="/signin", children=[
                 html.Label([t("token", lg), dcc.Input(type="password", name="token", id="signin-token")]),
-                html.Div("— or —", className="or"),
+                html.Div(t("or", lg), className="or"),
                 html.Label([t("name", lg), dcc.Input(type="text", name="name", id="signin-name")]),
                 html.Label([t("password", lg), dcc.Input(type="password", name="password", id="signin-password")]),
                 html.Button(t("signin", lg), type="submit", id="signin-submit")]),
@@ -136,7 +254,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         user = current_user()
         if user is None:
             # the layout is fetched by the page (/_dash-layout): the page's own address is the referrer
-            return signin_page(lg, "failed=1" in (flask.request.referrer or ""))
+            return signin_page(lg, flask.request.referrer or "")
         sc = Scope(user)
         db = service().db
         tree = queries.unit_tree(db, sc, geometry=False)["features"]
@@ -144,7 +262,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         visible = [l for l in CATALOG.values() if l.visible(sc)]
         catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "style": l.style,
                     "parts": [{"name": p.name, "aggregate": list(p.aggregate)} for p in l.parts]} for l in visible]
-        page = queries.load_layout(db, user.name) or DEFAULT_PAGE
+        try:  # a page saved by an earlier version keeps the widgets this one knows
+            page = _page(queries.load_layout(db, user.name) or DEFAULT_PAGE)
+        except BrainError:
+            page = DEFAULT_PAGE
         cx, cy = root["properties"]["center"]
         basemap = [dl.TileLayer(url=basemap_url, id="basemap")] if basemap_url else []
         return html.Div(className="app", children=[
@@ -163,7 +284,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                     html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['properties']['name']}",
                               id="who"),
                     html.A("中文", href="/lang/zh", id="lang-zh"), html.A("EN", href="/lang/en", id="lang-en"),
-                    html.A(t("signout", lg), href="/signout", id="signout")]),
+                    html.Form(method="POST", action="/signout", className="signout", children=[
+                        html.Button(t("signout", lg), type="submit", id="signout")])]),
             ]),
             html.Div(className="body", children=[
                 html.Aside(className="left", children=[
@@ -231,32 +353,37 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
     @app.callback(Output("current", "data", allow_duplicate=True), Input("draw", "geojson"),
                   prevent_initial_call=True)
     def drawn(fc):
-        feats = (fc or {}).get("features") or []
-        if not feats:
+        feats = fc.get("features") if isinstance(fc, dict) else None
+        if not feats or not isinstance(feats, list) or not isinstance(feats[-1], dict):
             raise PreventUpdate
-        return {"kind": "area", "geometry": feats[-1]["geometry"]}
+        geom = parse_area(feats[-1].get("geometry"), limits())  # the API's limits, checked before it is kept
+        return {"kind": "area", "geometry": shapely.geometry.mapping(geom)}
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
                   Input({"type": "unit", "code": ALL}, "n_clicks"), State("units", "data"),
                   prevent_initial_call=True)
     def pick_unit(clicks, units):
-        if not ctx.triggered_id or not any(clicks):
+        if not isinstance(ctx.triggered_id, dict) or not isinstance(clicks, list) or not any(clicks):
             raise PreventUpdate
-        code = ctx.triggered_id["code"]
-        return {"kind": "unit", "code": code}, {"bbox": units[code]["bbox"]}
+        code, units = ctx.triggered_id.get("code"), _units(units)
+        if code not in units:
+            raise NotFound(f"no unit {code!r} on this page")
+        return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
                   Output("building-id", "data"), Output("tabs", "value"),
                   Input("clicked", "data"), State("units", "data"), prevent_initial_call=True)
     def map_click(clicked, units):
-        if not clicked or clicked.get("lon") is None:
+        if not isinstance(clicked, dict) or clicked.get("lon") is None:
             raise PreventUpdate
-        hit = queries.at_point(service().db, scope(), float(clicked["lon"]), float(clicked["lat"]))
-        if hit["building"] and clicked.get("zoom", 0) >= CATALOG["buildings"].detail_zoom:
+        lon, lat = _number(clicked.get("lon"), "lon"), _number(clicked.get("lat"), "lat")
+        zoom, units = _number(clicked.get("zoom", 0), "zoom"), _units(units)
+        hit = queries.at_point(service().db, scope(), lon, lat)
+        if hit["building"] and zoom >= CATALOG["buildings"].detail_zoom:
             return dash.no_update, dash.no_update, hit["building"], "building"
         code = hit["unit"]
         if code in units:
-            return {"kind": "unit", "code": code}, {"bbox": units[code]["bbox"]}, dash.no_update, "indicators"
+            return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}, dash.no_update, "indicators"
         raise PreventUpdate
 
     @app.callback(Output("breadcrumb", "children"), Output("unit-list", "children"),
@@ -264,42 +391,50 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
     def crumbs(current, units):
         lg = lang()
         user = scope().user
+        current, units = _current(current), _units(units)
         code = current.get("code") if current.get("kind") == "unit" else None
         chain, c = [], code
         while c in units:
             chain.insert(0, c)
             if c == user.unit_code:
                 break
-            c = units[c]["parent_code"]
-        items = [html.Button(f"{units[c]['name']}", id={"type": "unit", "code": c}, className="crumb")
+            c = units[c].get("parent_code")
+        items = [html.Button(f"{units[c].get('name')}", id={"type": "unit", "code": c}, className="crumb")
                  for c in chain]
         if current.get("kind") == "area":
             items.append(html.Span(t("drawn_area", lg), className="crumb area"))
         parent = code or user.unit_code
-        children = sorted((u for u in units.values() if u["parent_code"] == parent), key=lambda u: u["code"])
-        listing = [html.Button(f"{LEVEL_LABELS[u['level']]} {u['name']}", id={"type": "unit", "code": u["code"]},
-                               className="unit") for u in children]
+        children = sorted((u for u in units.values() if u.get("parent_code") == parent and isinstance(
+            u.get("code"), str)), key=lambda u: u["code"])
+        listing = [html.Button(f"{LEVEL_LABELS.get(u.get('level'), '')} {u.get('name')}",
+                               id={"type": "unit", "code": u["code"]}, className="unit") for u in children]
         return items, listing
 
     def area_of(current, sc: Scope | None = None) -> Area:
-        if current.get("kind") == "unit":
+        current = _current(current)
+        if current["kind"] == "unit":
             return unit_area(service().db, sc or scope(), current["code"])
-        geom = shape(current["geometry"])
-        return Area(polygon=geom if geom.is_valid else shapely.make_valid(geom))
+        return Area(polygon=parse_area(current["geometry"], limits()))
 
     @app.callback(Output("panel", "children"), Input("current", "data"), State("units", "data"))
     def panel(current, units):
         lg = lang()
         sc = scope()
         svc = service()
+        current, units = _current(current), _units(units)
+        _read(f"indicators {_where(current)}")
         try:
             area = area_of(current)
             ind = indicators(svc.db, sc, area, svc.clock())
         except BrainError as exc:
             return html.P(str(exc), className="error")
         title = (t("drawn_area", lg) if current.get("kind") == "area"
-                 else f"{units[current['code']]['name']} · {LEVEL_LABELS.get(area.level, '')} {current['code']}")
-        body = [html.H3(title, id="panel-title"), _kpis(ind["values"], HEADLINE, lg)]
+                 else f"{units.get(current['code'], {}).get('name', '')} · {LEVEL_LABELS.get(area.level, '')} "
+                      f"{current['code']}")
+        body = [html.H3(title, id="panel-title")]
+        if "grids" in ind:  # a role whose counts describe whole grids (brain.scope.Disclosure)
+            body.append(html.P(t("snapped", lg).format(n=len(ind["grids"])), className="muted", id="snapped"))
+        body.append(_kpis(ind["values"], HEADLINE, lg))
         if current.get("kind") == "area":
             res = resources(svc.db, sc, area, 1, 100)
             body += [html.H4(f"{t('resources', lg)} ({res['total']})"),
@@ -314,8 +449,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         lg = lang()
         sc = scope()
         svc = service()
-        if current.get("kind") != "unit":
+        current = _current(current)
+        if current["kind"] != "unit":
             raise PreventUpdate
+        _read(f"events {current['code']}", "events")
         try:
             ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=100)
         except BrainError as exc:
@@ -329,7 +466,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
     def search(text):
         lg = lang()
         try:
-            hits = queries.search(service().db, scope(), text or "")
+            text = _text(text, "the search")
+            _read(f"search {text}")
+            hits = queries.search(service().db, scope(), text)
         except BrainError as exc:
             return [html.Li(str(exc), className="error")]
         return [html.Li(html.Button(f"{t(h['kind'], lg)} · {h['label']}", className="goto",
@@ -341,6 +480,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
         lg = lang()
         sc = scope()
         svc = service()
+        if not isinstance(bid, str) or not bid:
+            raise BadRequest("a building id is text")
+        _read(bid, "buildings")
         try:
             b = queries.building(svc.db, sc, bid, svc.clock())
         except BrainError as exc:
@@ -377,9 +519,12 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
                   prevent_initial_call=True)
     def edit_page(adds, rms, layout, dropped, page, current):
         trig = ctx.triggered_id
-        page = {"widgets": list(page["widgets"]), "layout": page_layout(page)}
+        page, current = _page(page), _current(current)
+        adds, rms = (v if isinstance(v, list) else [] for v in (adds, rms))
 
         def add(kind, x=0, y=100, w=6, h=2):
+            if len(page["widgets"]) >= MAX_WIDGETS:
+                raise TooLarge(f"a page holds at most {MAX_WIDGETS} widgets: remove some first")
             n = max([int(card["i"][1:]) for card in page["widgets"]] + [0]) + 1
             for it in page["layout"]:  # make room where it lands, as the grid does while dragging
                 if it["x"] < x + w and x < it["x"] + it["w"] and it["y"] + it["h"] > y:
@@ -387,9 +532,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             page["widgets"].append({"i": f"w{n}", "type": kind})
             page["layout"].append({"i": f"w{n}", "x": x, "y": y, "w": w, "h": h})
 
-        if "grid.droppedItem" in ctx.triggered_prop_ids and dropped and \
+        if "grid.droppedItem" in ctx.triggered_prop_ids and isinstance(dropped, dict) and \
                 str(dropped.get("i", "")).removeprefix("palette-") in WIDGETS:
-            add(dropped["i"].removeprefix("palette-"), int(dropped.get("x", 0)), int(dropped.get("y", 100)))
+            at = _layout([{"i": "d", "w": 6, "h": 2, "x": dropped.get("x", 0), "y": dropped.get("y", 100)}],
+                         {"d"})[0]
+            add(dropped["i"].removeprefix("palette-"), at["x"], at["y"])
         elif isinstance(trig, dict) and trig.get("type") == "add" and any(a for a in adds if a):
             add(trig["w"])
         elif isinstance(trig, dict) and trig.get("type") == "rm" and any(r for r in rms if r):
@@ -397,7 +544,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
             page["layout"] = [it for it in page["layout"] if it["i"] != trig["i"]]
         elif trig == "grid":
             keep = {w["i"] for w in page["widgets"]}
-            items = [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in layout or [] if it["i"] in keep]
+            items = _layout(layout or [], keep)
             if {it["i"] for it in items} != keep or items == page_layout(page):
                 raise PreventUpdate  # a grid still mounting, or nothing moved: nothing to keep
             page["layout"] = items
@@ -433,7 +580,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None) -> d
     @app.callback(Output("grid", "children"), Input("current", "data"), State("page", "data"),
                   prevent_initial_call=True)
     def widgets(current, page):
-        return cards(page, current, scope(), lang())
+        current = _current(current)
+        _read(f"widgets {_where(current)}")
+        return cards(_page(page), current, scope(), lang())
 
     return app
 
@@ -489,7 +638,7 @@ def _widget(kind, ind, sc, svc, area, current, lg):
         o = ind["origin"]
         return _graph(go.Figure(go.Bar(x=[r["key"] for r in o], y=[r["count"] for r in o], showlegend=False)))
     if kind == "events_time":
-        rows = queries.events_by_month(svc.db, sc, area)
+        rows = queries.events_by_month(svc.db, sc, area, svc.clock())
         fig = go.Figure()
         for status in ("reported", "dispatched", "resolved", "closed"):
             pts = [r for r in rows if r["status"] == status]

@@ -12,6 +12,12 @@ LABELS: dict[str, tuple[str, str]] = {
     "password": ("密码", "Password"),
     "signout": ("退出", "Sign out"),
     "bad_signin": ("令牌或用户名/密码不正确。", "Unknown token, or wrong name or password."),
+    "throttled": ("登录失败次数过多，请 {n} 分钟后再试，或请管理员重设密码。",
+                  "Too many failed sign-ins: try again in {n} minutes, or ask an administrator for a new password."),
+    "or": ("— 或 —", "— or —"),
+    "snapped": ("统计按整网格发布：圈选区域对应 {n} 个网格，人口与事件数已按 5 取整。",
+                "Counts are published for whole grids: the drawn area covers {n} grids; people and event counts "
+                "are rounded to 5."),
     "layers": ("图层", "Layers"),
     "units": ("行政区划", "Units"),
     "indicators": ("指标", "Indicators"),

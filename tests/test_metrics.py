@@ -131,15 +131,135 @@ def test_unit_indicators_equal_geopandas(server, served_db, frames):
     assert expected(cut(frames, lambda df: df.district_code == "440199"))["population"] > 1000
 
 
-def test_portal_sees_small_counts_suppressed(server, served_db, frames):
+# -- statistical disclosure control (brain.scope.Disclosure): what a role with a floor may learn ---------------
+PROTECTED = {"people", "households", "party_members", "events"}  # tables the portal may not read row by row
+
+
+def r5(n) -> int:
+    return (int(n) + 2) // 5 * 5
+
+
+def ratio_parts(f: dict[str, pd.DataFrame]) -> dict[str, tuple[int, int]]:
+    """(numerator, denominator) counts of each rate, from rows cut to an area."""
+    e, h = f["events"], f["households"]
+    rep, dis = pd.to_datetime(e.reported_at), pd.to_datetime(e.dispatched_at)
+    done = pd.to_datetime(e.resolved_at).fillna(pd.to_datetime(e.closed_at))
+    return {"resolution_rate": (int(e.status.isin(["resolved", "closed"]).sum()), len(e)),
+            "respond_on_time_rate": (int(((dis - rep) <= RESPOND).sum()), int(dis.notna().sum())),
+            "close_on_time_rate": (int(((done - rep) <= CLOSE).sum()), int(done.notna().sum())),
+            "party_link_share": (int(h.linked.sum()), len(h))}
+
+
+@pytest.fixture(scope="module")
+def grid_cells(frames):
+    """The true indicators and rate parts of every grid."""
+    units = frames["_units"]
+    out = {}
+    for g in units[units.level == "grid"].code:
+        f = cut(frames, lambda df: df.grid_code == g)
+        out[g] = (expected(f), ratio_parts(f))
+    return out
+
+
+def published(cells: dict, grids, whole_unit_truth: dict | None = None) -> dict:
+    """What the portal must be served for these grids: rounded cells summed, rates of the sums."""
+    from brain.metrics import INDICATORS
+
+    out = {}
+    known = next(iter(cells.values()))[0]  # what `expected` computes
+    for name, ind in INDICATORS.items():
+        if ind.table not in PROTECTED or name not in known:
+            continue
+        if ind.kind == "count":
+            out[name] = sum(r5(cells[g][0][name]) for g in grids)
+        elif ind.ratio:
+            num = sum(r5(cells[g][1][name][0]) for g in grids)
+            den = sum(r5(cells[g][1][name][1]) for g in grids)
+            out[name] = num / den if den else None
+        else:  # medians: whole units of at least 10 rows (after rounding) only
+            rows = sum(r5(cells[g][0]["events"]) for g in grids)
+            out[name] = whole_unit_truth[name] if whole_unit_truth and rows >= 10 else None
+    return out
+
+
+def post_area(server, user, geom) -> dict:
+    r = httpx.post(server.url + "/metrics", json=shapely.geometry.mapping(geom),
+                   headers={"Authorization": f"Bearer {user['token']}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_portal_numbers_are_sums_of_rounded_grid_cells(server, served_db, frames, grid_cells):
+    """Every unit's protected counts are the rounded grid cells summed; what the portal sees row by row is exact."""
     portal = next(u for u in served_db[1].values() if u["role"] == "portal")
-    grid = sorted(frames["_units"][frames["_units"].level == "grid"].code)[0]
-    want = expected(cut(frames, lambda df: df.grid_code == grid))
-    got = get(server, f"/units/{grid}/metrics", portal)
-    small = {k for k, v in want.items() if isinstance(v, int) and 0 < v < 5}
-    assert small and small <= set(got["suppressed"])
-    assert all(got["values"][k] is None for k in small)
-    assert all(got["values"][k] == v for k, v in want.items() if isinstance(v, int) and (v == 0 or v >= 5))
+    units = frames["_units"]
+    grids_of = {code: list(units[(units.level == "grid") & (units[f"{level}_code"] == code)].code)
+                for code, level in zip(units.code, units.level)}
+    small = 0
+    for code, level in zip(units.code, units.level):
+        truth = expected(cut(frames, lambda df: df[f"{level}_code"] == code))
+        got = get(server, f"/units/{code}/metrics", portal)
+        want = published(grid_cells, grids_of[code], truth)
+        assert_same(got["values"], {**{k: v for k, v in truth.items() if k not in want}, **want}, code)
+        assert got["disclosure"]["base"] == 5
+        small += sum(1 for k in want if isinstance(truth[k], int) and 0 < truth[k] < 5)
+    assert small > 20  # the sample has small cells to protect, so this test can fail
+
+
+def _attacks(server, user, frames, grid_cells) -> list[tuple[str, str, int, int]]:
+    """The differencing attacks of issue 11, played as `user`: (attack, target, recovered, true) per try."""
+    units = frames["_units"]
+    grids = units[units.level == "grid"]
+    geo = {c: shapely.from_wkb(bytes(w)) for c, w in zip(grids.code, grids.wkb)}
+    out = []
+    # 1. a box around a building, and the same box minus a tiny disc at the building
+    p = frames["people"]
+    for group in ("disabled", "elderly_alone", "low_income"):
+        has = p[p.special_groups.fillna("").str.contains(group)]
+        for bid, n in has.groupby("building_id").size().items():
+            if not 0 < n < 5 or len(out) >= 6 * 3:
+                continue
+            b = frames["buildings"][frames["buildings"].id == bid].iloc[0]
+            box = geo[b.grid_code].envelope.buffer(0.0005, join_style="mitre")
+            disc = shapely.Point(b.lon, b.lat).buffer(0.00003)
+            a, c = (post_area(server, user, g)["values"][f"group_{group}"] for g in (box, box.difference(disc)))
+            out.append(("box minus disc", f"{bid} {group}", a - c, int(n)))
+            break
+    # 2. a community's total minus its other grids
+    for comm in units[units.level == "community"].code:
+        parent = get(server, f"/units/{comm}/metrics", user)["values"]
+        kids = {g: get(server, f"/units/{g}/metrics", user)["values"] for g in grids[grids.community_code == comm].code}
+        for g in kids:
+            for name in ("population", "group_disabled", "group_elderly_alone", "overdue_close", "party_members"):
+                true = grid_cells[g][0][name]
+                if 0 < true < 5:
+                    out.append(("parent minus children", f"{g} {name}", parent[name] - sum(
+                        v[name] for k, v in kids.items() if k != g), true))
+    # 3. overlapping areas: |A| + |B| - |A ∪ B| is the count of A ∩ B
+    codes = sorted(grids.code)
+    for g1, g2 in zip(codes, codes[1:]):
+        a, b = geo[g1].buffer(0.00001), geo[g2].buffer(0.00001)
+        va, vb, vab = (post_area(server, user, x)["values"] for x in (a, b, shapely.union_all([a, b])))
+        for name in ("group_disabled", "group_elderly_alone", "overdue_respond"):
+            inter = cut(frames, lambda df: df.within(a) & df.within(b))
+            true = expected(inter)[name]
+            out.append(("overlapping areas", f"{g1}∩{g2} {name}", va[name] + vb[name] - vab[name], true))
+    return out
+
+
+def test_differencing_attacks_recover_nothing_from_the_portal(server, served_db, frames, grid_cells):
+    users = served_db[1]
+    analyst = next(u for u in users.values() if u["role"] == "district_analyst")
+    portal = next(u for u in users.values() if u["role"] == "portal")
+    # against a role without a floor the attacks work, so that this test can fail
+    worked = [a for a in _attacks(server, analyst, frames, grid_cells) if a[2] == a[3]]
+    assert {a[0] for a in worked} == {"box minus disc", "parent minus children", "overlapping areas"}
+    tries = _attacks(server, portal, frames, grid_cells)
+    small = [a for a in tries if 0 < a[3] < 5]
+    assert len(small) >= 10
+    recovered = [a for a in small if a[2] == a[3]]
+    assert not recovered, f"hidden small counts recovered: {recovered[:5]}"
+    assert all(a[2] % 5 == 0 for a in tries), "every difference of published counts is a multiple of the base"
 
 
 RECTS = [(113.300, 23.080, 113.320, 23.090), (113.31, 23.081, 113.325, 23.086), (113.305, 23.0835, 113.33, 23.088)]

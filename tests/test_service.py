@@ -178,9 +178,11 @@ def test_every_request_is_audited(served_db, dbs):
     rows = db.query("SELECT user_name, endpoint, layer, target, status, features FROM audit_log "
                     "WHERE endpoint <> '/health' ORDER BY ts")
     db.close()
-    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404, 302, 200, 400]
+    assert [r[4] for r in rows] == [c.status_code for c in calls] == [200, 200, 200, 403, 401, 404, 303, 200, 400]
     name = next(n for n, u in served_db[1].items() if u is staff)
-    assert [r[0] for r in rows] == [name] * 4 + [None, name, None, name, name]
+    assert [r[0] for r in rows] == [name] * 4 + [None, name, name, name, name]  # the sign-in names its user
+    assert rows[3][3] == "440199" and rows[5][3] == "nope/1/1/1"  # refusals name what was asked for
+    assert rows[6][3] == "signin ok (token link)"
     assert rows[-1][1] == "/buildings/a\\0b"
     assert rows[1][1:4] == ("/tiles/events/15/26736/14287.mvt", "events", "15/26736/14287")
     assert rows[0][5] == len(calls[0].json())

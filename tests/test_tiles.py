@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import brain
 from brain.auth import ROLES
 from brain.layers.catalog import CATALOG
+from brain.scope import disclosure
 
 EXTENT = 4096
 TABLE_OF_PART = {p.name: p.table for layer in CATALOG.values() for p in layer.parts}
@@ -95,10 +96,10 @@ def check_tile(features, user, layer_id, z, x, y, truth) -> None:
             allowed = {"code", "name", *part.aggregate}
             assert set(props) <= allowed, f"{name}: fields {set(props) - allowed} leaked to {role.name}"
             assert truth["codes"][props["code"]][level] == user["unit"]
-            if role.min_count:
-                small = {k: v for k, v in props.items() if k in part.aggregate and isinstance(v, int)
-                         and 0 < v < role.min_count}
-                assert not small, f"counts under {role.min_count} shown to {role.name}: {small}"
+            dis = disclosure(_scope(user), part.table)
+            if dis:  # counts of rows the role may not see one by one: rounded grid cells (brain.scope.Disclosure)
+                off = {k: v for k, v in props.items() if k in part.aggregate and isinstance(v, int) and v % dis.base}
+                assert not off, f"{role.name}: counts not rounded to {dis.base}: {off}"
 
 
 def _scope(user):
@@ -308,3 +309,24 @@ def test_tiles_inside_the_unit_are_not_cut_along_its_edge_and_draw_the_same(serv
         assert inside >= 10 and features > 0, f"{inside} tiles inside, {features} features: proved nothing"
     finally:
         db.close()
+
+
+def test_portal_grid_aggregates_are_the_rounded_grid_cells_the_metrics_api_serves(server, served_db, truth):
+    """The aggregated tiles and /units/{grid}/metrics publish the same rounded cells (brain.scope.Disclosure)."""
+    users = served_db[1]
+    portal = next(u for u in users.values() if u["role"] == "portal")
+    analyst = next(u for u in users.values() if u["role"] == "district_analyst")
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    seen = small = 0
+    for t in mercantile.tiles(xmin, ymin, xmax, ymax, 13):
+        got = {role: {p["code"]: p for _, _, p in decode(fetch(server, u, "people", 13, t.x, t.y).content,
+                                                         13, t.x, t.y)} for role, u in (("p", portal), ("a", analyst))}
+        for code, props in got["p"].items():
+            exact = got["a"][code]
+            api = httpx.get(f"{server.url}/units/{code}/metrics", params={"names": "population,households"},
+                            headers={"Authorization": f"Bearer {portal['token']}"}).json()["values"]
+            for name in ("population", "households"):
+                assert props.get(name, 0) == (exact.get(name, 0) + 2) // 5 * 5 == api[name], (code, name)
+                small += 0 < exact.get(name, 0) % 5
+            seen += 1
+    assert seen >= 16 and small  # every grid of the sample, some of them not multiples of 5

@@ -20,7 +20,7 @@ from brain.errors import BadRequest, NotFound
 from brain.layers.catalog import CATALOG, Layer
 from brain.metrics import INDICATORS, Clock
 from brain.schema import data_version
-from brain.scope import Scope
+from brain.scope import Scope, disclosure
 from brain.tiles.sql import BUFFER, EXTENT, tile_query
 
 MAX_ZOOM = 22
@@ -138,7 +138,6 @@ class TileSource:
             "qenv": [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad],
             "unit": [scope.user.unit_code],
             "clock": [clock.as_of, clock.respond_s, clock.close_s],
-            "floor": [scope.user.role.min_count],
             "z": [z],
             "tile": [z, x, y],
         }
@@ -154,7 +153,9 @@ class TileSource:
                     continue
                 clip = where == "edge"
             fields = part.visible_fields(scope) if mode == "features" else ()
-            q = tile_query(part, mode, fields, scope.level_column, clip, self.db.dialect)
+            dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(
+                INDICATORS[n].table for n in part.aggregate)) if mode == "aggregate" else ()
+            q = tile_query(part, mode, fields, scope.level_column, clip, self.db.dialect, dis)
             out.append((q.sql, [v for name in q.params for v in values[name]]))
         return out
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from brain.backend import quote_ident
 from brain.layers.catalog import MVT_TYPES, Part
 from brain.metrics import INDICATORS
+from brain.scope import Disclosure
 
 EXTENT = 4096
 BUFFER = 64
@@ -34,10 +35,12 @@ def _prop(part: Part, name: str) -> str:
 
 @lru_cache(maxsize=None)
 def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str, clip: bool,
-               dialect: str = "duckdb") -> TileQuery:
+               dialect: str = "duckdb", disclosure: tuple[tuple[str, Disclosure | None], ...] = ()) -> TileQuery:
     """SQL returning (mvt bytes, feature count) for one part; cached, so built once per (part, role, level).
 
     `clip`: the tile straddles the edge of the scope's unit, so features are cut along it.
+    `disclosure`: (table, how the role's per-grid counts of it are protected) for tables whose counts are not
+    exact (`brain.scope.disclosure`).
     """
     if dialect not in ("duckdb", "postgis"):
         raise NotImplementedError(f"no tile SQL for dialect {dialect!r}")
@@ -100,37 +103,48 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level_column: str
         order = ((Q,) + (("z",) if part.zoom_filter else ()) + (("unit",) if clip else ())
                  + (("clock",) if part.computed else ()) + (E, "unit"))
         return TileQuery(sql, order)
-    # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators
+    # per-grid aggregates: the grid polygons in the tile and the scope, with the part's indicators, each counted
+    # on its own table (a people part's `households` counts households, not residents)
+    protect = dict(disclosure)
     inds = [INDICATORS[n] for n in part.aggregate]
-    exprs = ", ".join(f"{i.expr} AS {quote_ident(i.name)}" for i in inds)
-    where = f" AND ({part.where})" if part.where else ""
-    shown = []
+    tables = list(dict.fromkeys(i.table for i in inds))
+    shown, cells = [], {tb: [] for tb in tables}
     for i in inds:
-        v = f"a.{quote_ident(i.name)}"
-        if i.kind == "count":
-            v = f"coalesce({v}, 0)"
-            # counts under the role's floor are suppressed (NULL properties are left out of the tile)
-            shown.append(f"CASE WHEN {v} > 0 AND {v} < ? THEN NULL ELSE CAST({v} AS BIGINT) END")
-        else:
-            base = f"coalesce(a.{quote_ident(i.base)}, 0)" if i.base else "0"
-            shown.append(f"CASE WHEN {base} > 0 AND {base} < ? THEN NULL ELSE CAST({v} AS DOUBLE PRECISION) END")
+        a, dis = f"a{tables.index(i.table)}", protect.get(i.table)
+        v = f"{a}.{quote_ident(i.name)}"
+        if dis is None:
+            cells[i.table].append((i.name, i.expr))
+            shown.append(f"CAST(coalesce({v}, 0) AS BIGINT)" if i.kind == "count"
+                         else f"CAST({v} AS DOUBLE PRECISION)")
+        elif i.kind == "count":  # each grid's count rounded, as brain.scope.Disclosure publishes it
+            cells[i.table].append((i.name, i.expr))
+            shown.append(dis.sql(f"coalesce({v}, 0)"))
+        elif i.ratio:  # a rate of the rounded counts
+            num, den = (dis.sql(f"coalesce({a}.{quote_ident(i.name + x)}, 0)") for x in ("_num", "_den"))
+            cells[i.table] += [(i.name + "_num", f"count(*) FILTER (WHERE {i.ratio[0]})"),
+                               (i.name + "_den", f"count(*) FILTER (WHERE {i.ratio[1]})")]
+            shown.append(f"CASE WHEN {den} = 0 THEN NULL ELSE CAST({num} AS DOUBLE PRECISION) / {den} END")
+        else:  # a median of one grid: never released to a protected role (NULL properties are left out)
+            shown.append("CAST(NULL AS DOUBLE PRECISION)")
+    ctes = []
+    for k, tb in enumerate(tables):
+        exprs = ", ".join(f"{e} AS {quote_ident(n)}" for n, e in cells[tb]) or "count(*) AS _rows"
+        where = f" AND ({part.where})" if part.where and tb == part.table else ""
+        ctes.append(f"a{k} AS (SELECT t.grid_code AS code, {exprs} FROM {quote_ident(tb)} t, c "
+                    f"WHERE t.{scope_col} = ? AND t.grid_code IN (SELECT code FROM g){where} GROUP BY 1)")
     props = ", ".join(["'code': f.code", "'name': f.name"] + [f"{_q_str(i.name)}: f.{quote_ident(i.name)}"
                                                               for i in inds])
     sql = (
         f"WITH g AS MATERIALIZED (SELECT u.code, u.name, u.geom_3857 FROM admin_units u "
         f"WHERE {hit('u.geom_3857')} AND u.level = 'grid' AND u.{scope_col} = ?), "
         f"c AS (SELECT CAST(? AS TIMESTAMP) AS as_of, CAST(? AS DOUBLE PRECISION) AS respond_s, "
-        f"CAST(? AS DOUBLE PRECISION) AS close_s), "
-        f"a AS (SELECT t.grid_code AS code, {exprs} FROM {quote_ident(part.table)} t, c "
-        f"WHERE t.{scope_col} = ? AND t.grid_code IN (SELECT code FROM g){where} GROUP BY 1) "
+        f"CAST(? AS DOUBLE PRECISION) AS close_s), " + ", ".join(ctes) + " "
         f"SELECT {mvt(props, part.name, 'f.code')}, " + drawn(
             f"SELECT g.code, g.name, ST_AsMVTGeom(g.geom_3857, {box}, {EXTENT}, {BUFFER}, true) AS mvtgeom, "
             + ", ".join(f"{s} AS {quote_ident(i.name)}" for s, i in zip(shown, inds))
-            + " FROM g LEFT JOIN a ON a.code = g.code")
+            + " FROM g" + "".join(f" LEFT JOIN a{k} ON a{k}.code = g.code" for k in range(len(tables))))
     )
-    names = (Q, "unit", "clock", "unit", E) + ("floor",) * len(inds)
-    # the floor parameters appear inside the SELECT list, after the env of ST_AsMVTGeom
-    return TileQuery(sql, names)
+    return TileQuery(sql, (Q, "unit", "clock") + ("unit",) * len(tables) + (E,))
 
 
 def _q_str(s: str) -> str:
