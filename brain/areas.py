@@ -123,6 +123,7 @@ class _Repairer:
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._memory_mb = AreaLimits.repair_memory_mb
 
     def _start(self, memory_mb: int) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "brain.areas", str(memory_mb)], stdin=subprocess.PIPE,
@@ -137,6 +138,20 @@ class _Repairer:
             self._proc.kill()
             self._proc.wait()
             self._proc = None
+        self.warm(self._memory_mb)  # the next area should not wait for a Python to start
+
+    def warm(self, memory_mb: int) -> None:
+        """Start the repair process in the background (at service start, and after one was killed)."""
+        self._memory_mb = memory_mb
+
+        def start() -> None:
+            with self._lock:
+                if self._proc is None or self._proc.poll() is not None:
+                    try:
+                        self._proc = self._start(memory_mb)
+                    except TooLarge:  # not startable now: the next area tries again, and says so
+                        self._proc = None
+        threading.Thread(target=start, name="area-repair-start", daemon=True).start()
 
     def repair(self, wkb: bytes, limits: AreaLimits) -> tuple[bytes, bytes]:
         """(b"V", b"") valid as it is, (b"O", repaired WKB) or (b"E", GEOS's message); TooLarge over budget."""
@@ -171,6 +186,11 @@ def _ready(stream, seconds: float) -> bool:
 
 
 _REPAIRER = _Repairer()
+
+
+def warm(limits: AreaLimits) -> None:
+    """Start this process's repair process in the background, so that the first large area does not wait."""
+    _REPAIRER.warm(limits.repair_memory_mb)
 
 
 def repair(geom: Any, limits: AreaLimits) -> Any:

@@ -22,6 +22,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from brain import queries
 from brain.areas import AreaLimits, parse_area
+from brain.areas import warm as warm_repair
 from brain.audit import AuditLog
 from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
@@ -278,6 +279,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         svc = Service(backend, settings)
         app.state.service = svc
         svc.audit.start()
+        warm_repair(AreaLimits.from_settings(settings))
         try:
             yield
         finally:
