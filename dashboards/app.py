@@ -142,6 +142,15 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             raise PreventUpdate
         return Scope(user)
 
+    def title(lg: str) -> str:
+        # the district's own name (the data's, never the sample's); in English only when it is written in
+        # Latin letters, so that an English page shows no untranslated Chinese
+        rows = service().db.query("SELECT name FROM admin_units WHERE level = 'district' ORDER BY code LIMIT 1")
+        name = rows[0][0] if rows and rows[0][0] else ""
+        if not name or (lg == "en" and not name.isascii()):
+            return t("title_plain", lg)
+        return t("title", lg).format(name=name)
+
     def lang() -> str:
         return "en" if flask.request.cookies.get(LANG_COOKIE) == "en" else "zh"
 
@@ -237,7 +246,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         error = t("throttled", lg).format(n=int(wait)) if wait.isdigit() else \
             t("bad_signin", lg) if "failed" in query else None
         return html.Div(className="signin", children=[
-            html.H1(t("title", lg)), html.P(t("signin_hint", lg)),
+            html.H1(title(lg)), html.P(t("signin_hint", lg)),
             html.P(error, className="error") if error else None,
             html.Form(method="POST", action="/signin", children=[
                 html.Label([t("token", lg), dcc.Input(type="password", name="token", id="signin-token")]),
@@ -278,7 +287,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                         for f in tree}),
             html.Div(id="sink", style={"display": "none"}),
             html.Header([
-                html.H1(t("title", lg)),
+                html.H1(title(lg)),
                 html.Nav(id="breadcrumb", className="breadcrumb"),
                 html.Div(className="who", children=[
                     html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['properties']['name']}",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 LABELS: dict[str, tuple[str, str]] = {
-    "title": ("明湖区一张图", "One map"),
+    "title": ("{name}一张图", "One map of {name}"),  # the district's name comes from the data
+    "title_plain": ("一张图", "One map"),
     "signin": ("登录", "Sign in"),
     "signin_hint": ("输入 `brain users add` 打印的令牌，或用户名和密码。",
                     "Paste the token `brain users add` printed, or your name and password."),

@@ -412,3 +412,21 @@ def test_dashboards_keep_the_apis_limits_on_areas_and_pages(server, served_db):
                    {"id": "current", "property": "data", "value": {"kind": "unit", "code": "440199"}}],
                   '{"type":"add","w":"age"}.n_clicks')
     assert r.status_code == 413 and "40 widgets" in r.json()["detail"]
+
+
+def test_the_maps_title_is_the_districts_name_from_the_data(server, served_db):
+    """Issue 12.6: no sample names in code; the title comes from the district unit."""
+    import brain
+
+    db = brain.connect(f"duckdb:///{served_db.truth}", read_only=True)
+    name = db.query("SELECT name FROM admin_units WHERE level = 'district'")[0][0]
+    db.close()
+    code = "\n".join(p.read_text(encoding="utf-8") for folder in ("brain", "dashboards")
+                     for p in (Path(__file__).parent.parent / folder).rglob("*.py") if p.name != "sample.py")
+    assert name not in code, "the sample district's name is written in the code"
+    analyst = next(u for u in served_db.users.values() if u["role"] == "district_analyst")
+    c = _signed_in(server, analyst)
+    assert f"{name}一张图" in json.dumps(c.get("/_dash-layout").json(), ensure_ascii=False)
+    c.cookies.set("brain_lang", "en")
+    layout = json.dumps(c.get("/_dash-layout").json(), ensure_ascii=False)
+    assert "One map" in layout and name not in layout.split("One map")[1][:40]  # no Chinese on the English page
