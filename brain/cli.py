@@ -135,8 +135,11 @@ def _print_report(report) -> None:
                       f"{s.unchanged:,}", f"{s.quarantined:,}{ok}", ", ".join(f"{k} {v}" for k, v in s.reasons.items()))
     console.print(table)
     total_q = sum(s.quarantined for s in report.sources)
+    resolved = sum(s.resolved for s in report.sources)
     console.print(f"every source reconciles (read = loaded + quarantined); {total_q:,} rows in quarantine — "
-                  f"see `brain quarantine --db {report.db}`. data version {report.data_version}.")
+                  f"see `brain quarantine --db {report.db}`"
+                  + (f"; {resolved:,} rows quarantined before are resolved by this run" if resolved else "")
+                  + f". data version {report.data_version}.")
 
 
 @db_app.command("init")
@@ -192,29 +195,36 @@ def quarantine(
     export: Optional[Path] = typer.Option(None, help="Write the matching rows to this CSV (UTF-8 with BOM, opens in "
                                                      "Excel); with --source the raw fields become columns, so the "
                                                      "department gets its own rows back with the reason beside each"),
+    all_rows: bool = typer.Option(False, "--all", help="Also rows resolved since (loaded by a later delivery, or no "
+                                                       "longer delivered), with when: the history"),
 ) -> None:
-    """Show quarantined rows: source, row, reason, detail and the raw record as delivered."""
+    """Show the open quarantined rows: source, row, reason, detail and the raw record as delivered.
+
+    A row that a later delivery loads is resolved (kept as history, shown with --all) and no longer exported.
+    """
     from brain.report import quarantine_frame, quarantine_rows
 
     with _database(db, read_only=True) as backend:
         if export:
-            frame = quarantine_frame(backend, source, reason)
+            frame = quarantine_frame(backend, source, reason, all_rows)
         else:
-            summary, rows = quarantine_rows(backend, source, reason, limit)
+            summary, rows = quarantine_rows(backend, source, reason, limit, all_rows)
     if export:
         export.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(export, index=False, encoding="utf-8-sig")
         console.print(f"{len(frame):,} quarantined rows written to {export}")
         return
-    table = Table(title="quarantine by source and reason", title_justify="left")
+    table = Table(title=f"quarantine by source and reason ({'all, resolved included' if all_rows else 'open'})",
+                  title_justify="left")
     for c in ("source", "reason", "rows"):
         table.add_column(c)
     for s, r, n in summary:
         table.add_row(shown(s), shown(r), f"{n:,}")
     console.print(table)
-    for s, row_no, r, detail, raw in rows:
-        console.print(f"[bold]{shown(s)}[/] row {row_no}: [red]{shown(r)}[/] — {shown(detail)}\n  {shown(raw[:300])}",
-                      highlight=False)
+    for s, row_no, r, detail, raw, resolution, resolved_at in rows:
+        done = f" [green](resolved: {resolution}, {resolved_at:%Y-%m-%d %H:%M})[/]" if resolution else ""
+        console.print(f"[bold]{shown(s)}[/] row {row_no}: [red]{shown(r)}[/] — {shown(detail)}{done}\n"
+                      f"  {shown(raw[:300])}", highlight=False)
 
 
 ROLE_HELP = ("district_analyst (a district, all fields) | street_staff (a street, no personal fields) | "

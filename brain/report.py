@@ -20,23 +20,25 @@ def status(db: Backend) -> dict[str, dict[str, int]]:
     return {**dict(sorted(out.items())), "total": total}
 
 
-def quarantine_rows(db: Backend, source: str | None, reason: str | None, limit: int):
-    """(summary by source and reason, the first `limit` matching rows)."""
-    clause, params = _quarantine_where(source, reason)
+def quarantine_rows(db: Backend, source: str | None, reason: str | None, limit: int, history: bool = False):
+    """(summary by source and reason, the first `limit` matching rows): open rows, or with `history` all."""
+    clause, params = _quarantine_where(source, reason, history)
     summary = db.query(f"SELECT source, reason, count(*) FROM quarantine {clause} GROUP BY 1, 2 ORDER BY 1, 2", params)
-    rows = db.query(f"SELECT source, row_no, reason, detail, raw FROM quarantine {clause} "
+    rows = db.query(f"SELECT source, row_no, reason, detail, raw, resolution, resolved_at FROM quarantine {clause} "
                     f"ORDER BY source, row_no LIMIT ?", [*params, limit])
     return summary, rows
 
 
-def quarantine_frame(db: Backend, source: str | None = None, reason: str | None = None):
-    """Quarantined rows as a DataFrame; with one source, its raw fields become columns (a file to send back)."""
+def quarantine_frame(db: Backend, source: str | None = None, reason: str | None = None, history: bool = False):
+    """Open quarantined rows (with `history`, resolved ones too) as a DataFrame; with one source, its raw fields
+    become columns (a file to send back: only what is still wrong)."""
     import json
 
     import pandas as pd
 
-    clause, params = _quarantine_where(source, reason)
-    frame = db.frame(f"SELECT source, row_no, source_id, reason, detail, raw FROM quarantine {clause} "
+    clause, params = _quarantine_where(source, reason, history)
+    extra = ", resolution, CAST(resolved_at AS VARCHAR) AS resolved_at" if history else ""
+    frame = db.frame(f"SELECT source, row_no, source_id, reason, detail{extra}, raw FROM quarantine {clause} "
                      f"ORDER BY source, row_no", params)
     if source and not frame.empty:
         raw = pd.DataFrame([json.loads(r) for r in frame["raw"]])
@@ -44,8 +46,8 @@ def quarantine_frame(db: Backend, source: str | None = None, reason: str | None 
     return frame
 
 
-def _quarantine_where(source: str | None, reason: str | None) -> tuple[str, list]:
-    where, params = [], []
+def _quarantine_where(source: str | None, reason: str | None, history: bool = False) -> tuple[str, list]:
+    where, params = ([] if history else ["resolved_run IS NULL"]), []
     for col, value in (("source", source), ("reason", reason)):
         if value:
             where.append(f"{col} = ?")

@@ -37,7 +37,10 @@ SUPPORT = [
         raw VARCHAR,
         raw_hash VARCHAR NOT NULL,
         first_run VARCHAR,
-        last_run VARCHAR
+        last_run VARCHAR,
+        resolved_run VARCHAR,
+        resolved_at TIMESTAMP,
+        resolution VARCHAR
     )""",
     """CREATE TABLE IF NOT EXISTS ingest_runs (
         run_id VARCHAR NOT NULL,
@@ -116,6 +119,9 @@ def init_schema(db: Backend) -> None:
         db.execute(entity_ddl(entity))
     for ddl in SUPPORT:
         db.execute(ddl)
+    # columns added since schema version 4 was first written (a database from then gains them)
+    for col, typ in (("resolved_run", "VARCHAR"), ("resolved_at", "TIMESTAMP"), ("resolution", "VARCHAR")):
+        db.execute(f"ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS {col} {typ}")
     db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING", [SCHEMA_VERSION])
     db.execute("INSERT INTO meta VALUES ('data_version', '0') ON CONFLICT (key) DO NOTHING")
 

@@ -239,3 +239,61 @@ def test_manifest_paths_stay_in_the_manifests_folder(delivery, tmp_path):
     _edit(d, lambda m: _source(m, "enterprises").update(path="../" + outside.name))
     _fails(d, url, "outside the manifest's folder")
     assert run_cli("ingest", d / "manifest.yaml", "--db", url, "--allow-outside", check=False).returncode == 0
+
+
+# -- issue 12.4: quarantine is current ----------------------------------------------------------------------------
+def test_quarantine_rows_fixed_by_a_later_delivery_are_resolved_and_not_exported(delivery):
+    import csv
+    import json
+
+    import brain
+
+    d, url = delivery
+    path = d / "enterprises.csv"
+    original = path.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    broken = lines[3].split(",")
+    fixed_id, gone_id = broken[0], lines[4].split(",")[0]
+    lines[3] = ",".join([broken[0], broken[1], "外星企业", *broken[3:]])  # an unknown kind: quarantined
+    lines[4] = ",".join([gone_id, *lines[4].split(",")[1:2], "外星企业", *lines[4].split(",")[3:]])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+
+    def open_rows():
+        db = brain.connect(url, read_only=True)
+        try:
+            return {r[0]: r[1:] for r in db.query(
+                "SELECT source_id, reason, resolution FROM quarantine WHERE source = 'enterprises' "
+                "AND source_id IN (?, ?) ORDER BY source_id", [fixed_id, gone_id])}
+        finally:
+            db.close()
+
+    assert {k: v[0] for k, v in open_rows().items()} == {fixed_id: "unknown-category", gone_id: "unknown-category"}
+    # the department fixes one row and drops the other
+    lines[3] = original.splitlines()[3]
+    del lines[4]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = d / "r.json"
+    run_cli("ingest", d / "manifest.yaml", "--db", url, "--report-json", report)
+    ent = next(s for s in json.loads(report.read_text(encoding="utf-8"))["sources"] if s["name"] == "enterprises")
+    assert ent["resolved"] == 2 and ent["read"] == ent["loaded"] + ent["quarantined"]
+    assert open_rows() == {fixed_id: ("unknown-category", "loaded"), gone_id: ("unknown-category", "gone")}
+    listed = run_cli("quarantine", "--db", url, "--source", "enterprises", "--limit", "1000").stdout
+    history = run_cli("quarantine", "--db", url, "--source", "enterprises", "--all", "--limit", "1000").stdout
+    assert "外星企业" not in listed and "外星企业" in history and "resolved: loaded" in history
+    out = d / "open.csv"
+    run_cli("quarantine", "--db", url, "--source", "enterprises", "--export", out)
+    with out.open(encoding="utf-8-sig") as f:
+        exported = {r["source_id"] for r in csv.DictReader(f)}
+    assert exported and fixed_id not in exported and gone_id not in exported
+    # broken again: the same row is open again, not a second copy
+    path.write_text(original.replace(original.splitlines()[3], ",".join([broken[0], broken[1], "外星企业",
+                                                                           *broken[3:]])), encoding="utf-8")
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+    db = brain.connect(url, read_only=True)
+    try:
+        again = db.query("SELECT count(*), count(*) FILTER (WHERE resolved_run IS NULL) FROM quarantine "
+                         "WHERE source = 'enterprises' AND source_id = ?", [fixed_id])[0]
+    finally:
+        db.close()
+    assert again == (1, 1)

@@ -68,6 +68,7 @@ class SourceReport:
     updated: int = 0
     unchanged: int = 0
     repaired: int = 0
+    resolved: int = 0  # rows quarantined by earlier runs that this run loaded, or that are no longer delivered
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -247,6 +248,7 @@ class Ingest:
                         + " FROM judged WHERE reason IS NULL")
         rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
+        rep.resolved = self._resolve(spec)
         if repaired.any():
             with _registered(self.db, repaired_src=pa.table({"row_no": np.flatnonzero(repaired) + 1})):
                 rep.repaired = int(self.db.query("SELECT count(*) FROM judged JOIN repaired_src USING (row_no) "
@@ -414,11 +416,29 @@ class Ingest:
         bad["raw_hash"] = [hashlib.sha1(f"{r}|{why}".encode()).hexdigest() for r, why in zip(bad["raw"], bad["reason"])]
         bad["source"], bad["entity"], bad["run"] = spec.name, getattr(spec, "entity", "admin_units"), self.run_id
         with _registered(self.db, q_src=bad):
-            self.db.execute("""UPDATE quarantine SET last_run = q.run, row_no = q.row_no, detail = q.detail
+            # a row delivered again as it was stays one row (and is open again if it had been resolved)
+            self.db.execute("""UPDATE quarantine SET last_run = q.run, row_no = q.row_no, detail = q.detail,
+                               resolved_run = NULL, resolved_at = NULL, resolution = NULL
                                FROM q_src q WHERE quarantine.source = q.source AND quarantine.raw_hash = q.raw_hash""")
-            self.db.execute("""INSERT INTO quarantine SELECT source, entity, row_no, source_id, reason, detail, raw,
-                               raw_hash, run, run FROM q_src q WHERE NOT EXISTS (SELECT 1 FROM quarantine x
-                               WHERE x.source = q.source AND x.raw_hash = q.raw_hash)""")
+            self.db.execute("""INSERT INTO quarantine (source, entity, row_no, source_id, reason, detail, raw,
+                               raw_hash, first_run, last_run) SELECT source, entity, row_no, source_id, reason,
+                               detail, raw, raw_hash, run, run FROM q_src q WHERE NOT EXISTS (SELECT 1 FROM
+                               quarantine x WHERE x.source = q.source AND x.raw_hash = q.raw_hash)""")
+
+    def _resolve(self, spec) -> int:
+        """Mark resolved the open quarantine rows of this source that this run did not quarantine again.
+
+        `loaded` when this run loaded a row of the same id (the department fixed it), else `gone` (no longer
+        delivered, or quarantined now for another reason: that row is the open one). Kept as history. Runs while
+        the source's `judged` rows are still there.
+        """
+        where = "source = ? AND resolved_run IS NULL AND last_run <> ?"
+        n = int(self.db.query(f"SELECT count(*) FROM quarantine WHERE {where}", [spec.name, self.run_id])[0][0])
+        if n:
+            self.db.execute(f"""UPDATE quarantine SET resolved_run = ?, resolved_at = ?, resolution = CASE WHEN
+                EXISTS (SELECT 1 FROM judged j WHERE j.reason IS NULL AND j.source_id = quarantine.source_id)
+                THEN 'loaded' ELSE 'gone' END WHERE {where}""", [self.run_id, datetime.now(), spec.name, self.run_id])
+        return n
 
     def _upsert(self, table: str, key: str) -> tuple[int, int, int]:
         """Merge temp table `incoming` into `table` by `key`: (inserted, updated, unchanged)."""
@@ -492,6 +512,7 @@ class Ingest:
             FROM judged WHERE reason IS NULL""")
         rep.inserted, rep.updated, rep.unchanged = self._upsert("admin_units", "code")
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
+        rep.resolved = self._resolve(spec)
         rep.repaired = int(sum(1 for r, fixed in zip(reason, repaired) if fixed and r is None))
         self._drop("judged", "incoming", "changes")
         return rep
