@@ -297,3 +297,69 @@ def test_quarantine_rows_fixed_by_a_later_delivery_are_resolved_and_not_exported
     finally:
         db.close()
     assert again == (1, 1)
+
+
+# -- issue 12.1 (part): a source's own value map, date layouts and templates ---------------------------------------
+def test_a_source_maps_its_own_values_date_layouts_and_templates(delivery):
+    import csv
+    from datetime import datetime
+
+    import brain
+
+    d, url = delivery
+    path = d / "events.csv"
+    rows = list(csv.reader(path.open(encoding="utf-8")))
+    head = rows[0]
+    when, cls = head.index("上报时间"), head.index("大类")
+    rewritten = 0
+    for r in rows[1:]:
+        try:
+            t = datetime.fromisoformat(r[when].replace("/", "-"))
+        except ValueError:
+            continue  # other layouts stay as they were: the built-in ones still read them
+        r[when] = f"{t.day}.{t.month}.{t.year} {t.hour:02d}:{t.minute:02d}"  # day first, no padding
+        rewritten += 1
+        if r[cls] == "城市管理":
+            r[cls] = "市容环境"  # this department's own word for the class
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert rewritten > 300
+
+    def own(s):
+        s.update(formats={"reported_at": ["%d.%m.%Y %H:%M"]}, values={"class": {"市容环境": "city"}})
+        s["columns"]["description"] = "{大类}/{小类}: {描述}"
+    _edit(d, lambda m: own(_source(m, "events")))
+    before = brain.connect(url, read_only=True)
+    want = before.query("SELECT id, class, reported_at FROM events ORDER BY id")
+    before.close()
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+    db = brain.connect(url, read_only=True)
+    try:
+        got = db.query("SELECT id, class, reported_at FROM events ORDER BY id")
+        desc = db.query("SELECT description FROM events WHERE description IS NOT NULL LIMIT 1")[0][0]
+        bad = db.query("SELECT count(*) FROM quarantine WHERE source = 'events' AND resolved_run IS NULL "
+                       "AND reason IN ('date-invalid', 'unknown-category')")[0][0]
+    finally:
+        db.close()
+    assert got == want  # the same events, classes and times as the delivery in the built-in layouts
+    assert desc.count("/") == 1 and ": " in desc
+    assert bad == 4  # the planted dirt only (2 dates, 2 classes), no more
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s.update(values={"class": {"市容环境": "city_beauty"}}), "unknown code(s) ['city_beauty']"),
+    (lambda s: s.update(values={"description": {"x": "y"}}), "not a coded field"),
+    (lambda s: s.update(formats={"reported_at": ["dd.mm.yyyy"]}), "does not read back"),
+    (lambda s: s.update(formats={"class": ["%Y"]}), "not a date field"),
+    (lambda s: s["columns"].update(description="{大类"), "template"),
+], ids=["unknown-code", "uncoded-field", "bad-format", "format-of-non-date", "broken-template"])
+def test_a_bad_value_map_format_or_template_is_named(delivery, edit, needle):
+    d, url = delivery
+    _edit(d, lambda m: edit(_source(m, "events")))
+    _fails(d, url, "manifest.yaml", "events", needle)
+
+
+def test_a_template_naming_a_missing_column_is_named(delivery):
+    d, url = delivery
+    _edit(d, lambda m: _source(m, "events")["columns"].update(description="{大类} {门牌号}"))
+    _fails(d, url, "source 'events'", "门牌号", "not in the file")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -9,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from brain.errors import ManifestError
-from brain.model import ENTITIES, LEVELS
+from brain.model import ENTITIES, LEVELS, VOCABS
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel", ".xls": "excel", ".xlsm": "excel",
            ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "shapefile", ".zip": "shapefile"}
@@ -80,6 +82,36 @@ class AdminSource(FileSpec):
         return v
 
 
+def template_columns(mapping: str) -> list[str]:
+    """The file columns a mapping reads: itself, or the {names} of a template such as "{street} {number}"."""
+    if "{" not in mapping:
+        return [mapping]
+    return [name for _, name, _, _ in string.Formatter().parse(mapping) if name is not None]
+
+
+def _check_template(mapping: str) -> None:
+    if "{" not in mapping and "}" not in mapping:
+        return
+    try:
+        parts = list(string.Formatter().parse(mapping))
+    except ValueError as exc:
+        raise ValueError(f"template {mapping!r}: {exc} (write columns as {{name}}, and {{{{ for a brace)") from None
+    names = [name for _, name, spec, conv in parts if name is not None]
+    if not names or any(not n or spec or conv for _, n, spec, conv in parts if n is not None):
+        raise ValueError(f"template {mapping!r}: name each column in braces, as in \"{{street}} {{number}}\"")
+
+
+def _check_format(fmt: str) -> None:
+    sample = datetime(2026, 9, 27, 14, 22, 5)
+    try:
+        ok = "%" in fmt and datetime.strptime(sample.strftime(fmt), fmt) is not None
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"date format {fmt!r} does not read back what it writes: use strptime codes, "
+                         "as in '%d.%m.%Y %H:%M'")
+
+
 class Source(FileSpec):
     """A file of one entity."""
 
@@ -88,6 +120,10 @@ class Source(FileSpec):
     columns: dict[str, str] = {}
     constants: dict[str, str] = {}
     place: Place | None = None
+    #: per field, delivered value → canonical code (for category, yes/no and multi fields)
+    values: dict[str, dict[str, str]] = {}
+    #: per date or timestamp field, strptime formats tried in order before the built-in layouts
+    formats: dict[str, list[str]] = {}
 
     @model_validator(mode="after")
     def _check(self):
@@ -103,7 +139,30 @@ class Source(FileSpec):
             raise ValueError(f"{self.entity} rows must be placed: add place: (geometry | x/y/crs | address)")
         if self.place and self.place.geometry and not self.is_geo:
             raise ValueError(f"place: geometry needs a geometry file, not {self.format}")
+        for mapping in [*self.columns.values(), *([self.place.address] if self.place and self.place.address else [])]:
+            _check_template(mapping)
+        for fname, mapping in self.values.items():
+            f = entity.field_map.get(fname)
+            if f is None or not f.vocab:
+                coded = [x.name for x in entity.fields if x.vocab]
+                raise ValueError(f"values: {fname!r} is not a coded field of {self.entity}; coded: {', '.join(coded)}")
+            bad = sorted({code for code in mapping.values() if code not in VOCABS[f.vocab]})
+            if bad:
+                raise ValueError(f"values.{fname}: unknown code(s) {bad}; {fname} takes {', '.join(VOCABS[f.vocab])}")
+        for fname, fmts in self.formats.items():
+            f = entity.field_map.get(fname)
+            if f is None or f.type not in ("date", "timestamp"):
+                dated = [x.name for x in entity.fields if x.type in ("date", "timestamp")]
+                raise ValueError(f"formats: {fname!r} is not a date field of {self.entity}; dates: {', '.join(dated)}")
+            for fmt in fmts:
+                _check_format(fmt)
         return self
+
+    @property
+    def templates(self) -> list[str]:
+        """The templated mappings (columns built from several file columns), each once."""
+        maps = [*self.columns.values(), *([self.place.address] if self.place and self.place.address else [])]
+        return list(dict.fromkeys(m for m in maps if "{" in m))
 
     @property
     def id_columns(self) -> list[str]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Callable
 
 import re
+import string
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from brain.backend import Backend, quote_ident as q
 from brain.coords import normalise_crs
 from brain.errors import SourceError
 from brain.ingest.address import normalise_addresses
-from brain.ingest.manifest import AdminSource, Manifest, Source
+from brain.ingest.manifest import AdminSource, Manifest, Source, template_columns
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import read_header, read_table
 from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
@@ -117,9 +118,10 @@ class Ingest:
             self._crs(spec.name, spec.crs, file_crs)
         for spec in self.manifest.sources:
             cols, file_crs = read_header(spec, self.manifest.resolve(spec.path))
-            need = [*spec.id_columns, *spec.columns.values()]
+            need = [*spec.id_columns, *(c for m in spec.columns.values() for c in template_columns(m))]
             if spec.place:
-                need += [c for c in (spec.place.x, spec.place.y, spec.place.address) if c]
+                need += [c for m in (spec.place.x, spec.place.y, spec.place.address) if m
+                         for c in template_columns(m)]
                 if spec.place.x or spec.place.geometry:
                     self._crs(spec.name, spec.place.crs, file_crs if spec.place.geometry else "EPSG:4326")
             self._need(spec.name, cols, need)
@@ -190,6 +192,7 @@ class Ingest:
         path = self.manifest.resolve(spec.path)
         self.progress(spec.name, "read")
         table = read_table(spec, path)
+        table.frame = _with_templates(table.frame, spec.templates)
         n = table.frame.num_rows
         rep = SourceReport(spec.name, spec.entity, str(path), read=n)
         self.progress(spec.name, "prepare")
@@ -222,10 +225,15 @@ class Ingest:
             extra["addr_key"] = normalise_addresses(pc.utf8_trim_whitespace(table.column(spec.columns["address"]))).column("key")
         for f in entity.fields:
             if f.type == "multi" and f.name in spec.columns:
-                extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab)
+                extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab,
+                                                                spec.values.get(f.name))
         self.progress(spec.name, "place")
         sql, params = self._stage_sql(spec, entity, extra)
-        with _registered(self.db, raw_src=table.frame, extra_src=pa.table({k: _arrow(v) for k, v in extra.items()})):
+        # the source's own value map, beside the built-in vocabularies (lower-cased, as those are matched)
+        values = pd.DataFrame([(f, str(label).lower(), code) for f, m in spec.values.items()
+                               for label, code in m.items()], columns=["field", "label", "code"])
+        with _registered(self.db, raw_src=table.frame, extra_src=pa.table({k: _arrow(v) for k, v in extra.items()}),
+                         values_src=values):
             self.db.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {sql}", params)
         self._place(spec, entity)
         self._judge(spec, entity)
@@ -291,13 +299,20 @@ class Ingest:
             raw = f"t.{q(f.name)}"
             if f.type in ("category", "bool"):
                 joins.append(f"LEFT JOIN vocab v{i} ON v{i}.vocab = '{f.vocab}' AND v{i}.label = lower({raw})")
-                expr = f"v{i}.code" if f.type == "category" else f"CAST(v{i}.code AS BOOLEAN)"
+                code = f"v{i}.code"
+                if f.name in spec.values:  # the source's own map first
+                    joins.append(f"LEFT JOIN values_src s{i} ON s{i}.field = '{f.name}' AND s{i}.label = lower({raw})")
+                    code = f"coalesce(s{i}.code, v{i}.code)"
+                expr = code if f.type == "category" else f"CAST({code} AS BOOLEAN)"
             elif f.type == "int":
                 expr = f"COALESCE(TRY_CAST({raw} AS BIGINT), CAST(round(TRY_CAST({raw} AS DOUBLE)) AS BIGINT))"
             elif f.type == "float":
                 expr = f"TRY_CAST({raw} AS DOUBLE)"
             elif f.type in ("timestamp", "date"):
                 expr = f"COALESCE(TRY_CAST({raw} AS TIMESTAMP), try_strptime({raw}, {_sql_list(DATE_FORMATS)}))"
+                if f.name in spec.formats:  # the source's own layouts first (day-first dates would be ambiguous)
+                    expr = f"COALESCE(try_strptime({raw}, CAST(? AS VARCHAR[])), {expr})"
+                    params.append(list(spec.formats[f.name]))
                 if f.type == "date":
                     expr = f"CAST({expr} AS DATE)"
             else:
@@ -566,9 +581,31 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
-def _multi(values: pa.Array, vocab: str) -> tuple[pa.Array, pa.Array]:
-    """Split ';'/'、'-separated labels into ';'-joined codes; the unknown labels go to the second array."""
+def _with_templates(frame: pa.Table, templates: list[str]) -> pa.Table:
+    """The frame with one more text column per template ("{street} {number}"), named by the template itself.
+
+    Missing values count as empty; a result that is blank after trimming is empty (so a required field built from
+    empty columns is `required-missing`, as one column would be).
+    """
+    for template in templates:
+        pieces = []
+        for literal, name, _, _ in string.Formatter().parse(template):
+            if literal:
+                pieces.append(pa.scalar(literal))
+            if name is not None:
+                pieces.append(frame.column(name).combine_chunks().cast(pa.string()))
+        joined = pc.binary_join_element_wise(*pieces, pa.scalar(""), null_handling="replace", null_replacement="")
+        frame = frame.append_column(template, pc.utf8_trim_whitespace(joined))
+    return frame
+
+
+def _multi(values: pa.Array, vocab: str, own: dict[str, str] | None = None) -> tuple[pa.Array, pa.Array]:
+    """Split ';'/'、'-separated labels into ';'-joined codes; the unknown labels go to the second array.
+
+    `own`: the source's value map (manifest `values:`), tried before the built-in labels.
+    """
     lookup = {label.lower(): code for code, labels in VOCABS[vocab].items() for label in (code, *labels)}
+    lookup |= {str(label).lower(): code for label, code in (own or {}).items()}
     enc = pc.dictionary_encode(values)
     codes, bad = [], []
     for v in enc.dictionary.to_pylist():
