@@ -136,9 +136,11 @@ def _print_report(report) -> None:
     console.print(table)
     total_q = sum(s.quarantined for s in report.sources)
     resolved = sum(s.resolved for s in report.sources)
+    skipped = sum(s.skipped for s in report.sources)
     console.print(f"every source reconciles (read = loaded + quarantined); {total_q:,} rows in quarantine — "
                   f"see `brain quarantine --db {report.db}`"
                   + (f"; {resolved:,} rows quarantined before are resolved by this run" if resolved else "")
+                  + (f"; {skipped:,} rows left out by `filter`" if skipped else "")
                   + f". data version {report.data_version}.")
 
 

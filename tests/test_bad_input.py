@@ -363,3 +363,38 @@ def test_a_template_naming_a_missing_column_is_named(delivery):
     d, url = delivery
     _edit(d, lambda m: _source(m, "events")["columns"].update(description="{大类} {门牌号}"))
     _fails(d, url, "source 'events'", "门牌号", "not in the file")
+
+
+def _one_admin_layer(d):
+    """The sample's four admin layers as one layer with a level column (级别), as bureaus often deliver them."""
+    import geopandas as gpd
+    import pandas as pd
+
+    parts = [gpd.read_file(d / "admin_units.gpkg", layer=lvl, engine="pyogrio").assign(级别=zh)
+             for lvl, zh in (("district", "区"), ("street", "街道"), ("community", "社区"), ("grid", "网格"))]
+    pd.concat(parts, ignore_index=True).to_file(d / "units_all.gpkg", layer="all", engine="pyogrio")
+    return ("区", "街道", "社区", "网格")
+
+
+def test_one_admin_layer_with_a_level_column_loads_through_filters_and_not_without(delivery):
+    import json
+
+    import brain
+
+    d, url = delivery
+    levels = _one_admin_layer(d)
+    _edit(d, lambda m: [s.update(path="units_all.gpkg", layer="all") for s in m["admin_units"]])
+    _fails(d, url, "source 'units_district'", "not of level district", "filter")  # never a silent load
+    db = brain.connect(url, read_only=True)
+    want = db.query("SELECT code, name, level, parent_code, row_hash FROM admin_units ORDER BY code")
+    db.close()
+    _edit(d, lambda m: [s.update(filter={"级别": zh}) for s, zh in zip(m["admin_units"], levels)])
+    report = d / "r.json"
+    run_cli("ingest", d / "manifest.yaml", "--db", url, "--report-json", report)
+    units = [s for s in json.loads(report.read_text(encoding="utf-8"))["sources"] if s["entity"] == "admin_units"]
+    assert [s["skipped"] for s in units] == [25, 24, 22, 7]  # 26 rows in the layer, 1 + 2 + 4 + 19 kept
+    assert all(s["inserted"] == s["updated"] == 0 for s in units), "the same units: nothing new, nothing changed"
+    db = brain.connect(url, read_only=True)
+    got = db.query("SELECT code, name, level, parent_code, row_hash FROM admin_units ORDER BY code")
+    db.close()
+    assert got == want

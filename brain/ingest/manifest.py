@@ -49,6 +49,8 @@ class FileSpec(_Spec):
     layer: str | None = None
     encoding: str = "utf-8"
     delimiter: str | None = None
+    #: keep only rows whose column holds one of the values (one admin layer with a level column, say)
+    filter: dict[str, str | list[str]] = {}
 
     @model_validator(mode="after")
     def _infer_format(self):
@@ -58,6 +60,11 @@ class FileSpec(_Spec):
                 raise ValueError(f"cannot infer the format of {self.path!r}: add format: csv|excel|geojson|gpkg|shapefile")
             self.format = fmt
         return self
+
+    @property
+    def filters(self) -> dict[str, list[str]]:
+        """The row filter as column → accepted values."""
+        return {c: [v] if isinstance(v, str) else list(v) for c, v in self.filter.items()}
 
     @property
     def is_geo(self) -> bool:

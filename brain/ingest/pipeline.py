@@ -33,7 +33,7 @@ from brain.errors import SourceError
 from brain.ingest.address import normalise_addresses
 from brain.ingest.manifest import AdminSource, Manifest, Source, template_columns
 from brain.ingest.places import prepare_geometry, prepare_xy
-from brain.ingest.readers import read_header, read_table
+from brain.ingest.readers import Table, read_header, read_table
 from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
 from brain.layers import derive
 from brain.schema import bump_data_version, data_version, entity_columns, init_schema
@@ -70,6 +70,7 @@ class SourceReport:
     unchanged: int = 0
     repaired: int = 0
     resolved: int = 0  # rows quarantined by earlier runs that this run loaded, or that are no longer delivered
+    skipped: int = 0  # rows the source's `filter` left out (not read: read = loaded + quarantined still holds)
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -114,11 +115,11 @@ class Ingest:
         """Check every source can be read (file, layer, columns, CRS) before anything is written."""
         for spec in self.manifest.admin_units:
             cols, file_crs = read_header(spec, self.manifest.resolve(spec.path))
-            self._need(spec.name, cols, [spec.id, *spec.columns.values()])
+            self._need(spec.name, cols, [spec.id, *spec.columns.values(), *spec.filter])
             self._crs(spec.name, spec.crs, file_crs)
         for spec in self.manifest.sources:
             cols, file_crs = read_header(spec, self.manifest.resolve(spec.path))
-            need = [*spec.id_columns, *(c for m in spec.columns.values() for c in template_columns(m))]
+            need = [*spec.id_columns, *(c for m in spec.columns.values() for c in template_columns(m)), *spec.filter]
             if spec.place:
                 need += [c for m in (spec.place.x, spec.place.y, spec.place.address) if m
                          for c in template_columns(m)]
@@ -191,10 +192,10 @@ class Ingest:
         entity = ENTITIES[spec.entity]
         path = self.manifest.resolve(spec.path)
         self.progress(spec.name, "read")
-        table = read_table(spec, path)
+        table, skipped = _filtered(read_table(spec, path), spec)
         table.frame = _with_templates(table.frame, spec.templates)
         n = table.frame.num_rows
-        rep = SourceReport(spec.name, spec.entity, str(path), read=n)
+        rep = SourceReport(spec.name, spec.entity, str(path), read=n, skipped=skipped)
         self.progress(spec.name, "prepare")
         extra: dict[str, object] = {"row_no": np.arange(1, n + 1, dtype=np.int64)}
         repaired = np.zeros(n, dtype=bool)
@@ -455,6 +456,25 @@ class Ingest:
                 THEN 'loaded' ELSE 'gone' END WHERE {where}""", [self.run_id, datetime.now(), spec.name, self.run_id])
         return n
 
+    def _fits_level(self, spec: AdminSource, parent_level: str | None) -> None:
+        """Refuse a source whose rows are not all of its declared level (never load them as that level).
+
+        A row misfits when its parent is a unit of the same source (a grid is never a grid's parent), or a unit
+        already loaded at another level than the one above. One layer holding every level, listed once per
+        level without a `filter`, is the usual cause.
+        """
+        rows = self.db.query(
+            """SELECT j.code, j.name, j.parent_code, CASE WHEN j.parent_code IN (SELECT code FROM judged)
+                      THEN ? ELSE u.level END FROM judged j LEFT JOIN admin_units u ON u.code = j.parent_code
+               WHERE j.parent_code IS NOT NULL AND (j.parent_code IN (SELECT code FROM judged WHERE code IS NOT NULL)
+                     OR (u.code IS NOT NULL AND (CAST(? AS VARCHAR) IS NULL OR u.level <> ?)))
+               ORDER BY j.row_no""", [spec.level, parent_level, parent_level])
+        if rows:
+            code, name, parent, level = rows[0]
+            raise SourceError(f"{len(rows)} of its rows are not of level {spec.level}: e.g. {code} ({name}) lies in "
+                              f"{parent}, a {level}. Give each level its own source: `filter: {{COLUMN: VALUE}}` "
+                              "keeps the rows of one level of a shared layer", spec.name)
+
     def _upsert(self, table: str, key: str) -> tuple[int, int, int]:
         """Merge temp table `incoming` into `table` by `key`: (inserted, updated, unchanged)."""
         t, k = q(table), q(key)
@@ -474,9 +494,9 @@ class Ingest:
     def _admin(self, spec: AdminSource) -> SourceReport:
         path = self.manifest.resolve(spec.path)
         self.progress(spec.name, "read")
-        table = read_table(spec, path)
+        table, skipped = _filtered(read_table(spec, path), spec)
         n = table.frame.num_rows
-        rep = SourceReport(spec.name, "admin_units", str(path), read=n)
+        rep = SourceReport(spec.name, "admin_units", str(path), read=n, skipped=skipped)
         self.progress(spec.name, "prepare")
         crs = self._crs(spec.name, spec.crs, table.crs)
         geoms, reason, detail, repaired = prepare_geometry(table.geometry, crs, "polygon")
@@ -518,6 +538,7 @@ class Ingest:
                             FROM raw_src r POSITIONAL JOIN extra_src x) w
                       LEFT JOIN admin_units p ON p.level = ? AND p.code = w.parent_code)""",
                             [spec.name, spec.level, self.run_id, parent_level])
+        self._fits_level(spec, parent_level)
         self.progress(spec.name, "load")
         self._quarantine(spec, table, rep)
         self.db.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT code, name, level, parent_code,
@@ -579,6 +600,22 @@ def _hashable(col: str) -> str:
 def _sql_list(values: list[str]) -> str:
     """A list literal of our own constant strings (never user input)."""
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _filtered(table: Table, spec) -> tuple[Table, int]:
+    """The rows the source's `filter` keeps (trimmed values compared as text), and how many it left out."""
+    if not spec.filter:
+        return table, 0
+    keep = None
+    for column, accepted in spec.filters.items():
+        values = pc.utf8_trim_whitespace(table.column(column).cast(pa.string()))
+        hit = pc.fill_null(pc.is_in(values, value_set=pa.array(accepted, type=pa.string())), False)
+        keep = hit if keep is None else pc.and_(keep, hit)
+    idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+    renumber = {int(old): new for new, old in enumerate(idx)}
+    out = Table(table.frame.take(pa.array(idx)), None if table.geometry is None else table.geometry[idx], table.crs,
+                table.malformed, {renumber[i]: why for i, why in table.unreadable.items() if i in renumber})
+    return out, table.frame.num_rows - len(idx)
 
 
 def _with_templates(frame: pa.Table, templates: list[str]) -> pa.Table:
