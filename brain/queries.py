@@ -11,6 +11,7 @@ from typing import Any
 
 from brain.backend import Backend, lonlat_point, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
+from brain.ingest.address import normalise_address
 from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, grouped_counts, unit_of
 from brain.model import ENTITIES, LEVELS, VOCABS
 from brain.scope import Scope, allowed, disclosure, scope_filter, visible_fields
@@ -208,13 +209,20 @@ def at_point(db: Backend, scope: Scope, lon: float, lat: float) -> dict[str, Any
 SEARCHED = (("buildings", "address"), ("organisations", "name"), ("people", "name"))
 
 
-def search(db: Backend, scope: Scope, text: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Buildings by address, organisations by name and (for roles with personal access) people by name, in scope."""
+def search(db: Backend, scope: Scope, text: str, limit: int = 20, clock: Clock | None = None) -> list[dict[str, Any]]:
+    """Buildings by address, organisations by name and (for roles with personal access) people by name, in scope.
+
+    Addresses are matched as ingest matches them: the text is normalised as a register's address is
+    (`解放路５号`, `解放路五号`, `解放路5号1幢` all find 解放路5号…), best first: the same building key, then keys that
+    begin with it, then the text anywhere. Names are matched literally. A person comes with their address and
+    age band, so that namesakes can be told apart.
+    """
     text = (text or "").strip()
     if not text:
         return []
     if len(text) > 100:
         raise BadRequest("search for at most 100 characters")
+    norm = normalise_address(text).norm or text
     out: list[dict[str, Any]] = []
     for table, column in SEARCHED:
         if not allowed(scope, "read-features", table):
@@ -222,11 +230,35 @@ def search(db: Backend, scope: Scope, text: str, limit: int = 20) -> list[dict[s
         where, params = scope_filter(scope, "t")
         col = f"t.{quote_ident(column)}"
         # strpos, not LIKE: the user's text is matched literally, % and _ included
-        rows = _rows(db, f"SELECT t.id, {col} AS label, t.lon, t.lat, t.grid_code FROM {quote_ident(table)} t "
-                         f"WHERE strpos(lower({col}), lower(?)) > 0 AND {where} ORDER BY length({col}), t.id LIMIT ?",
-                     [text] + params + [limit])
-        out += [{"kind": table, **r} for r in rows]
+        hit, rank, extra = f"strpos(lower({col}), lower(?)) > 0", f"length({col})", ""
+        args = [text]
+        if table == "buildings":
+            hit = f"({hit} OR strpos(t.addr_key, ?) = 1)"
+            rank = f"CASE WHEN t.addr_key = ? THEN 0 WHEN strpos(t.addr_key, ?) = 1 THEN 1 ELSE 2 END, length({col})"
+            args = [text, norm]
+        elif table == "people":
+            extra = ", t.address, CAST(t.birth_date AS VARCHAR) AS birth_date"
+        rows = _rows(db, f"SELECT t.id, {col} AS label, t.lon, t.lat, t.grid_code{extra} FROM {quote_ident(table)} t "
+                         f"WHERE {hit} AND {where} ORDER BY {rank}, t.id LIMIT ?",
+                     args + params + ([norm, norm] if table == "buildings" else []) + [limit])
+        for r in rows:
+            if table == "people":
+                r["detail"] = " · ".join(x for x in (r.pop("address"), _age_band(r.pop("birth_date"), clock)) if x)
+            out.append({"kind": table, **r})
     return out
+
+
+def _age_band(birth: str | None, clock: Clock | None) -> str | None:
+    """The registry's age band of a birth date ('35–59'), never the date itself."""
+    if not birth:
+        return None
+    today = (clock.as_of if clock else datetime.now()).date()
+    born = date.fromisoformat(birth[:10])
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    for lo, hi in AGE_BANDS:
+        if age >= lo and (hi is None or age < hi):
+            return f"{lo}–{hi - 1}" if hi else f"{lo}+"
+    return None
 
 
 def age_pyramid(db: Backend, scope: Scope, area, clock: Clock) -> list[dict[str, Any]]:

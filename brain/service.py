@@ -431,7 +431,8 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
     @app.get("/search", summary="Buildings, organisations and (roles with personal access) people by name, in scope")
     def search(request: Request, q: str = Query(..., max_length=100), limit: int = Query(20, ge=1, le=100),
                scope: Scope = Depends(scope_of)) -> list[dict]:
-        out = queries.search(_service(request).db, scope, q, limit)
+        svc = _service(request)
+        out = queries.search(svc.db, scope, q, limit, svc.clock())
         _audit(request, target=q, features=len(out))
         return out
 

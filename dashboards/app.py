@@ -477,10 +477,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         try:
             text = _text(text, "the search")
             _read(f"search {text}")
-            hits = queries.search(service().db, scope(), text)
+            hits = queries.search(service().db, scope(), text, clock=service().clock())
         except BrainError as exc:
             return [html.Li(str(exc), className="error")]
-        return [html.Li(html.Button(f"{t(h['kind'], lg)} · {h['label']}", className="goto",
+        return [html.Li(html.Button(" · ".join(x for x in (t(h["kind"], lg), h["label"], h.get("detail")) if x),
+                                    className="goto",
                                     id={"type": "goto", "at": f"{h['lon']:.6f},{h['lat']:.6f}"}))
                 for h in hits] or ([html.Li(t("none", lg))] if text else [])
 

@@ -232,3 +232,30 @@ def test_search_finds_only_inside_the_scope_and_matches_literally(server, served
     assert get(server, "/search", staff, q="%").json() == [] or all(
         "%" in h["label"] for h in get(server, "/search", staff, q="%").json())
     assert get(server, "/search", staff, q="x" * 101).status_code == 422
+
+
+def test_search_normalises_addresses_as_ingest_does_and_tells_namesakes_apart(server, served_db):
+    """Issue 12.5: full-width digits, Chinese numerals and 幢 find the building; people come with address and age."""
+    import re
+
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    analyst = user_of(served_db, "district_analyst")
+    keys = dict(db.query("SELECT id, addr_key FROM buildings"))
+    key = sorted(k for k in keys.values() if k and re.fullmatch(r".+?\d号\d+栋", k))[0]
+    road, number, block = re.fullmatch(r"(.+?)(\d+)号(\d+)栋", key).groups()
+    cn = "零一二三四五六七八九"
+    chinese = "".join(cn[int(c)] for c in number)
+    wide = number.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    person = db.query("SELECT name, address FROM people WHERE birth_date IS NOT NULL AND address IS NOT NULL "
+                      "ORDER BY id LIMIT 1")[0]
+    db.close()
+    for q in (f"{road}{wide}号{block}幢", f"{road}{chinese}号{block}栋", f"{road}{number}号{block}号楼"):
+        hits = [h for h in get(server, "/search", analyst, q=q).json() if h["kind"] == "buildings"]
+        assert hits and keys[hits[0]["id"]] == key, (q, hits[:2])  # the same building key ranks first
+    # a number is whole: 5号 finds 5号's buildings, never 51号's
+    text = f"{road}{number}号"
+    hits = [h for h in get(server, "/search", analyst, q=text).json() if h["kind"] == "buildings"]
+    assert hits and all(keys[h["id"]].startswith(text) or text in h["label"] for h in hits)
+    people = [h for h in get(server, "/search", analyst, q=person[0]).json() if h["kind"] == "people"]
+    assert people and all(re.search(r"\d+(–\d+|\+)$", h["detail"]) for h in people)
+    assert any(h["detail"].startswith(person[1]) for h in people)
