@@ -124,6 +124,90 @@ def ingest(
         console.print(f"report written to {report_json}")
 
 
+@app.command("check")
+def check_cmd(
+    manifest: Path = typer.Argument(..., help="The manifest YAML to check"),
+    db: Optional[str] = typer.Option(None, help="The database a real run would load into (read, never written): "
+                                                "references and ids resolve against it. " + DB_HELP),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help="As for `brain ingest`"),
+) -> None:
+    """Read a whole delivery as `brain ingest` would, write nothing, and list every problem with a fix.
+
+    For each source and field: every failing check (not only the first of each row), how many rows, examples,
+    and for values outside the vocabularies a skeleton of the `values:` lines that would map them. Exit code 0
+    when nothing would be quarantined, 1 when something would, 2 when the delivery cannot be read at all.
+    """
+    from brain.ingest.manifest import load_manifest
+    from brain.ingest.pipeline import check as run_check
+
+    try:
+        spec = load_manifest(manifest, allow_outside=allow_outside)
+    except BrainError as exc:
+        _fail(exc)
+    with Progress(TextColumn("{task.description:<22}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("checking")
+
+        def on_stage(source: str, stage: str) -> None:
+            bar.update(task, description=f"{shown(source)[:14]} {stage}")
+
+        try:
+            if db:
+                with _database(db, read_only=True) as backend:
+                    report, problems = run_check(spec, str(manifest), backend, on_stage)
+            else:
+                report, problems = run_check(spec, str(manifest), None, on_stage)
+        except BrainError as exc:
+            _fail(exc)
+    for s in report.sources:  # admin units: their first failing check per row (they have few checks)
+        if s.entity == "admin_units":
+            problems += [{"source": s.name, "field": "unit", "check": r, "rows": n, "examples": []}
+                         for r, n in s.reasons.items()]
+    read = sum(s.read for s in report.sources)
+    bad = sum(s.quarantined for s in report.sources)
+    console.print(f"brain check {shown(manifest)}: nothing was written. {read:,} rows read in "
+                  f"{len(report.sources)} sources; {bad:,} would be quarantined.")
+    if not problems:
+        console.print("[green]no problems[/]: every row would load")
+        return
+    table = Table(title="every failing check, per source and field (a row can fail several)", title_justify="left")
+    for c in ("source", "field", "check", "rows", "examples"):
+        table.add_column(c, overflow="fold")
+    for p in problems:
+        table.add_row(shown(p["source"]), shown(p["field"]), shown(p["check"]), f"{p['rows']:,}",
+                      shown("; ".join(p["examples"])[:160]))
+    console.print(table)
+    skeleton = _skeleton(problems)
+    if skeleton:
+        console.print("Manifest lines that would map the values outside the vocabularies (fill each TODO with one "
+                      "of the codes in its comment; add them under each source):", highlight=False)
+        print(skeleton)
+    raise typer.Exit(1)
+
+
+def _skeleton(problems: list[dict]) -> str:
+    """`values:` blocks for the unknown values of each source, and `formats:` hints for unreadable dates (YAML)."""
+    out: list[str] = []
+    by_source: dict[str, list[dict]] = {}
+    for p in problems:
+        if p.get("unknown") or p["check"] == "date-invalid":
+            by_source.setdefault(p["source"], []).append(p)
+    for source, items in by_source.items():
+        out.append(f"- name: {json.dumps(source, ensure_ascii=False)}")
+        coded = [p for p in items if p.get("unknown")]
+        if coded:
+            out.append("  values:")
+            for p in coded:
+                out.append(f"    {p['field']}:")
+                for label, n in p["unknown"].items():
+                    out.append(f"      {json.dumps(label, ensure_ascii=False)}: TODO  "
+                               f"# {n} row{'s' * (n > 1)}; one of {', '.join(p['codes'])}")
+        for p in items:
+            if p["check"] == "date-invalid":
+                out.append(f"  # {p['field']}: {p['rows']} unreadable, e.g. {'; '.join(p['examples'])[:120]}")
+                out.append(f"  # formats: {{{p['field']}: [\"%d.%m.%Y %H:%M\"]}}  (strptime layouts tried first)")
+    return "\n".join(out)
+
+
 def _print_report(report) -> None:
     table = Table(title=f"ingest run {report.run_id} → {report.db} ({report.seconds:.1f} s)", title_justify="left")
     for col in ("source", "entity", "read", "loaded", "new", "updated", "same", "quarantined", "reasons"):

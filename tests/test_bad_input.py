@@ -398,3 +398,40 @@ def test_one_admin_layer_with_a_level_column_loads_through_filters_and_not_witho
     got = db.query("SELECT code, name, level, parent_code, row_hash FROM admin_units ORDER BY code")
     db.close()
     assert got == want
+
+
+# -- issue 12.2: brain check ------------------------------------------------------------------------------------------
+def test_brain_check_lists_every_problem_writes_nothing_and_its_skeleton_applies(delivery):
+    import brain
+
+    d, url = delivery
+    path = d / "events.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    cells = lines[7].split(",")
+    cells[1], cells[4] = "外星事件", "明年某天"  # one row failing two checks: class and reported_at
+    lines[7] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = _state(url)
+    proc = run_cli("check", d / "manifest.yaml", "--db", url, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "nothing was written" in proc.stdout and "Traceback" not in proc.stderr
+    assert _state(url) == before
+    out = proc.stdout
+    for needle in ("duplicate-id", "date-invalid", "address-unmatched", "reference-unknown", "外星事件", "明年某天"):
+        assert needle in out, needle
+    skeleton = yaml.safe_load(out.split("add them under each source):", 1)[1])
+    events = next(s for s in skeleton if s["name"] == "events")
+    assert events["values"]["class"] == {"其它类": "TODO", "外星事件": "TODO"}
+    # ingest names both failing checks in the row's detail (its reason is the first)
+    run_cli("ingest", d / "manifest.yaml", "--db", url)
+    db = brain.connect(url, read_only=True)
+    try:
+        reason, detail = db.query("SELECT reason, detail FROM quarantine WHERE source = 'events' AND source_id = ? "
+                                  "AND resolved_run IS NULL", [cells[0]])[0]
+    finally:
+        db.close()
+    assert reason == "unknown-category" and detail == "class=外星事件; reported_at=明年某天"
+    # the skeleton applied with codes filled in: the same check no longer finds those values
+    _edit(d, lambda m: _source(m, "events").update(values={"class": {k: "service" for k in events["values"]["class"]}}))
+    again = run_cli("check", d / "manifest.yaml", "--db", url, check=False).stdout
+    assert "外星事件" not in again and "其它类" not in again and "明年某天" in again

@@ -103,12 +103,15 @@ class RunReport:
 class Ingest:
     """Runs a manifest into a backend."""
 
-    def __init__(self, db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None):
+    def __init__(self, db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None,
+                 check: bool = False):
         self.db = db
         self.manifest = manifest
         self.manifest_path = manifest_path
         self.progress = progress or (lambda source, stage: None)
         self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+        self.check = check  # `brain check`: also count every failing check per source and field
+        self.problems: list[dict] = []
 
     # -- pre-flight ---------------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -368,43 +371,77 @@ class Ingest:
                 LEFT JOIN {_first_by(table, match)} r ON r.{q(match)} = p.{q(ours)}""")
 
     def _judge(self, spec: Source, entity: Entity) -> None:
-        """Give every row of `placed` its quarantine reason (NULL = loads), first failing check wins."""
-        checks: list[tuple[str, str, str]] = [
-            ("source_id IS NULL", "id-missing", "'id column(s) empty'"),
-            ("dup_rank > 1", "duplicate-id", "'id ' || source_id || ' already on row ' || CAST(first_row AS VARCHAR)"),
+        """Give every row of `placed` its quarantine reason (NULL = loads) and a detail naming every failing check.
+
+        The reason is the first failing check; no check repeats an earlier one's cause (a row without
+        coordinates is not also "outside the district"), so that each problem is counted once.
+        """
+        checks: list[tuple[str, str, str, str]] = [
+            ("source_id IS NULL", "id-missing", "'id column(s) empty'", "id"),
+            ("source_id IS NOT NULL AND dup_rank > 1", "duplicate-id",
+             "'id ' || source_id || ' already on row ' || CAST(first_row AS VARCHAR)", "id"),
         ]
         address_field = spec.place and spec.place.address and next((f for f, c in spec.columns.items() if c == spec.place.address), None)
         for f in entity.fields:
             raw = q(f.name + "__raw")
             if f.required and f.name != address_field and f.name not in ("device_ref",):
-                checks.append((f"{raw} IS NULL", "required-missing", f"'{f.name} is empty'"))
+                checks.append((f"{raw} IS NULL", "required-missing", f"'{f.name} is empty'", f.name))
             if f.type in ("category", "bool"):
                 checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "unknown-category",
-                               f"'{f.name}=' || {raw}"))
+                               f"'{f.name}=' || {raw}", f.name))
             elif f.type == "multi":
                 checks.append((f"{q(f.name + '__bad')} IS NOT NULL", "unknown-category",
-                               f"'{f.name}=' || {q(f.name + '__bad')}"))
+                               f"'{f.name}=' || {q(f.name + '__bad')}", f.name))
             elif f.type in ("int", "float"):
-                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "value-invalid", f"'{f.name}=' || {raw}"))
+                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "value-invalid",
+                               f"'{f.name}=' || {raw}", f.name))
             elif f.type in ("timestamp", "date"):
-                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "date-invalid", f"'{f.name}=' || {raw}"))
+                checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "date-invalid",
+                               f"'{f.name}=' || {raw}", f.name))
         if spec.place is None:
             field_, _, _, ours, _ = LINKS[spec.entity][0]
-            checks.append((f"{q(field_)} IS NULL", "reference-unknown", f"'no {ours}=' || coalesce({q(ours)}, '')"))
+            checks.append((f"{q(field_)} IS NULL", "reference-unknown",
+                           f"'no {ours}=' || coalesce({q(ours)}, '')", ours))
         else:
-            checks.append(("place_reason IS NOT NULL", "place_reason", "place_detail"))
+            checks.append(("place_reason IS NOT NULL", "place_reason", "place_detail", "place"))
             if spec.place.address:
-                checks.append(("grid_code IS NULL", "address-unmatched",
-                               "'no building at ' || coalesce(addr_key, '(unparsed address)')"))
+                checks.append(("place_reason IS NULL AND grid_code IS NULL", "address-unmatched",
+                               "'no building at ' || coalesce(addr_key, '(unparsed address)')", "place"))
             else:
-                checks.append(("grid_code IS NULL", "outside-district",
-                               "'outside every grid at ' || round(lon, 6) || ',' || round(lat, 6)"))
-        reason = "CASE " + " ".join(f"WHEN {c} THEN {r if r == 'place_reason' else repr(r)}" for c, r, _ in checks) + " END"
-        detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
+                checks.append(("place_reason IS NULL AND grid_code IS NULL", "outside-district",
+                               "'outside every grid at ' || round(lon, 6) || ',' || round(lat, 6)", "place"))
+        reason = "CASE " + " ".join(f"WHEN {c} THEN {r if r == 'place_reason' else repr(r)}"
+                                    for c, r, _, _ in checks) + " END"
+        detail = "NULLIF(concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {d} END" for c, _, d, _ in checks) + "), '')"
         self.db.execute(f"""CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {reason} AS reason, {detail} AS detail
             FROM (SELECT *, row_number() OVER (PARTITION BY source_id ORDER BY row_no) AS dup_rank,
                          min(row_no) OVER (PARTITION BY source_id) AS first_row FROM placed)""")
         self._drop("stage", "placed", "grid_of")
+        if self.check:
+            self._count_problems(spec, entity, checks)
+
+    def _count_problems(self, spec: Source, entity: Entity, checks: list[tuple[str, str, str, str]]) -> None:
+        """`brain check`: every failing check of the source's rows, per field, with examples and unknown values."""
+        for cond, reason, detail, fname in checks:
+            if reason == "place_reason":
+                rows = self.db.query(f"SELECT place_reason, count(*), list(place_detail ORDER BY row_no)[1:3] "
+                                     f"FROM judged WHERE {cond} GROUP BY 1 ORDER BY 1")
+            else:
+                rows = [(reason, *r) for r in self.db.query(
+                    f"SELECT count(*), list({detail} ORDER BY row_no)[1:3] FROM judged WHERE {cond}") if r[0]]
+            for why, n, examples in rows:
+                problem = {"source": spec.name, "field": fname, "check": why, "rows": int(n),
+                           "examples": [e for e in examples if e is not None]}
+                f = entity.field_map.get(fname)
+                if why == "unknown-category" and f is not None:
+                    column = q(fname + "__bad") if f.type == "multi" else q(fname + "__raw")
+                    counts: dict[str, int] = {}
+                    for value, k in self.db.query(f"SELECT {column}, count(*) FROM judged WHERE {cond} GROUP BY 1"):
+                        for label in (re.split(r";", value) if f.type == "multi" else [value]):
+                            counts[label] = counts.get(label, 0) + int(k)
+                    problem["unknown"] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:50])
+                    problem["codes"] = list(VOCABS[f.vocab])
+                self.problems.append(problem)
 
     # -- shared steps -------------------------------------------------------------------------------------
     def _quarantine(self, spec, table, rep: SourceReport) -> None:
@@ -661,6 +698,30 @@ def _arrow(values) -> pa.Array:
     if arr.dtype == object:
         return pa.array(arr.tolist(), type=pa.string())
     return pa.array(arr)
+
+
+def check(manifest: Manifest, manifest_path: str = "", against: Backend | None = None,
+          progress: ProgressFn | None = None) -> tuple[RunReport, list[dict]]:
+    """Run the manifest into a scratch database and return (report, every problem): nothing is written.
+
+    `against`: the database a real run would load into; its current state is copied into the scratch database
+    first, so that references (readings → devices) and ids resolve as they would.
+    """
+    import tempfile
+
+    from brain.backend import DuckDBBackend
+    from brain.transfer import copy_database
+
+    with tempfile.TemporaryDirectory(prefix="brain-check-") as tmp:
+        stage = DuckDBBackend(Path(tmp) / "check.duckdb")
+        try:
+            if against is not None:
+                copy_database(against, stage)
+            run = Ingest(stage, manifest, manifest_path, progress, check=True)
+            report = run.run()
+        finally:
+            stage.close()
+    return report, run.problems
 
 
 def ingest(db: Backend, manifest: Manifest, manifest_path: str = "", progress: ProgressFn | None = None) -> RunReport:
