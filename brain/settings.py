@@ -50,6 +50,6 @@ class Settings(BaseSettings):
     """Send the session cookie only over HTTPS (set it when brain is served behind TLS; on by itself for https)."""
     public_url: str | None = None
     """The address clients reach brain at (e.g. https://map.example.gov.cn): tile and TileJSON URLs are made from
-    it, never from the request's Host header. Default: http://HOST:PORT of `brain serve`."""
+    it, never from the request's Host header. Unset: the server's own address and port the request arrived at."""
     basemap_url: str | None = None
     """An online raster basemap template ({z}/{x}/{y}); never required, the map draws our own units."""
