@@ -71,6 +71,11 @@ def lonlat_point(db: Backend, x: str, y: str) -> str:
     return f"ST_SetSRID(ST_Point({x}, {y}), 4326)" if db.dialect == "postgis" else f"ST_Point({x}, {y})"
 
 
+def as_wkb(db: Backend, expr: str) -> str:
+    """SQL for a geometry expression as WKB bytes (PostGIS spells it ST_AsBinary, DuckDB ST_AsWKB)."""
+    return f"ST_AsBinary({expr})" if db.dialect == "postgis" else f"ST_AsWKB({expr})"
+
+
 def spatial_extension_path() -> Path:
     """Path of the spatial extension shipped by the PyPI package duckdb-extension-spatial."""
     import duckdb

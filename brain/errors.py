@@ -43,3 +43,15 @@ class TooLarge(BrainError):
 
 class Throttled(BrainError):
     """Too many failed attempts (sign-in): wait, as the message says (HTTP 429)."""
+
+
+#: The one table from brain's errors to HTTP codes (the service and the dashboards both answer by it).
+HTTP_STATUS: dict[type[BrainError], int] = {
+    NotAuthenticated: 401, Forbidden: 403, NotFound: 404, BadRequest: 400, TooLarge: 413, Throttled: 429,
+    BrainError: 400,
+}
+
+
+def http_status(exc: BrainError) -> int:
+    """The HTTP code answering `exc` (the most specific class in HTTP_STATUS)."""
+    return next(code for cls, code in HTTP_STATUS.items() if isinstance(exc, cls))

@@ -8,7 +8,7 @@ from typing import Any
 import shapely
 
 from brain.auth import User
-from brain.backend import Backend, quote_ident
+from brain.backend import Backend, as_wkb, quote_ident
 from brain.model import ENTITIES, Entity
 
 
@@ -127,8 +127,7 @@ def snap_to_grids(db: Backend, scope: Scope, polygon: Any) -> tuple[str, ...]:
     """The grids in the scope more than half inside a drawn polygon (EPSG:4326), by code."""
     where, params = scope_filter(scope, "t")
     xmin, ymin, xmax, ymax = polygon.bounds
-    wkb = "ST_AsBinary" if db.dialect == "postgis" else "ST_AsWKB"
-    rows = db.query(f"SELECT t.code, {wkb}(t.geom) FROM admin_units t WHERE t.level = 'grid' AND {where} "
+    rows = db.query(f"SELECT t.code, {as_wkb(db, 't.geom')} FROM admin_units t WHERE t.level = 'grid' AND {where} "
                     "AND ST_XMax(t.geom) >= ? AND ST_XMin(t.geom) <= ? AND ST_YMax(t.geom) >= ? "
                     "AND ST_YMin(t.geom) <= ? ORDER BY t.code", params + [xmin, xmax, ymin, ymax])
     shapely.prepare(polygon)

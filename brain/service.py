@@ -1,7 +1,7 @@
 """The HTTP service: assembles brain's library (catalog, scope, tiles, metrics, queries) behind FastAPI.
 
 No SQL and no permission rule lives here: endpoints parse, call the library with the request's Scope, and
-render. Domain errors map to HTTP codes in one table (ERRORS); every request is audited by one middleware.
+render. Domain errors map to HTTP codes in one table (brain.errors.HTTP_STATUS); every request is audited by one middleware.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from brain.areas import warm as warm_repair
 from brain.audit import AuditLog
 from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
-from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, Throttled, TooLarge
+from brain.errors import BadRequest, BrainError, NotAuthenticated, TooLarge, http_status
 from brain.layers import derive
 from brain.layers.catalog import CATALOG, MVT_TYPES
 from brain.metrics import INDICATORS, Area, Clock, indicators, ranking, resources, unit_area
@@ -35,10 +35,6 @@ from brain.scope import Scope
 from brain.settings import Settings
 from brain.tiles.source import TileSource
 
-ERRORS: dict[type[BrainError], int] = {
-    NotAuthenticated: 401, Forbidden: 403, NotFound: 404, BadRequest: 400, TooLarge: 413, Throttled: 429,
-    BrainError: 400,
-}
 #: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
 DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
 SECURITY_HEADERS = [
@@ -104,8 +100,7 @@ class Service:
 
         Tokens and sessions are cached apart: a token sent as the session cookie is not a session.
         """
-        key = ("token", hash_token(token)) if token else ("session", hash_token(session)) if session else None
-        hit = self._users.get(key) if key else None
+        hit = self._users.get(_auth_key(token, session)) if token or session else None
         return hit[1] if hit and time.monotonic() - hit[0] < AUTH_TTL else None
 
     def user(self, token: str | None = None, session: str | None = None):
@@ -120,8 +115,7 @@ class Service:
             else:
                 user = session_user(self.db, session, timedelta(minutes=self.settings.session_idle_minutes),
                                     timedelta(hours=self.settings.session_hours))
-            key = ("token", hash_token(token)) if token else ("session", hash_token(session))
-            self._users[key] = (time.monotonic(), user)
+            self._users[_auth_key(token, session)] = (time.monotonic(), user)
         if user is None:
             raise NotAuthenticated("unknown or disabled token" if token else "session ended: sign in again")
         return user
@@ -129,7 +123,7 @@ class Service:
     def forget(self, session: str | None) -> None:
         """Drop a session from the auth cache (sign-out)."""
         if session:
-            self._users.pop(("session", hash_token(session)), None)
+            self._users.pop(_auth_key(None, session), None)
 
     def base_url(self, request: Request) -> str:
         """Where clients reach the service: the configured public URL, else the socket the request came in on
@@ -142,6 +136,11 @@ class Service:
     def clock(self) -> Clock:
         """The clock indicators of this request are computed against."""
         return Clock.from_settings(self.settings)
+
+
+def _auth_key(token: str | None, session: str | None) -> tuple[str, str]:
+    """The auth cache's key: a token (when given) or a session, apart, so that neither passes for the other."""
+    return ("token", hash_token(token)) if token else ("session", hash_token(session or ""))
 
 
 def _service(request: Request) -> Service:
@@ -296,7 +295,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
 
     @app.exception_handler(BrainError)
     async def brain_error(request: Request, exc: BrainError):
-        code = next(c for t, c in ERRORS.items() if isinstance(exc, t))
+        code = http_status(exc)
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
 
@@ -414,7 +413,8 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         # parsing and repair run off the event loop (repair in its own process, with a time and memory budget)
         geom = await to_thread.run_sync(parse_area, body, AreaLimits.from_settings(svc.settings))
         xmin, ymin, xmax, ymax = geom.bounds
-        _audit(request, target=f"bbox({xmin:.5f},{ymin:.5f},{xmax:.5f},{ymax:.5f})")
+        target = f"bbox({xmin:.5f},{ymin:.5f},{xmax:.5f},{ymax:.5f})"
+        _audit(request, target=target)  # audited with its target even if the work below fails
         area = Area(polygon=geom)
 
         def work():
@@ -423,8 +423,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
             return out
 
         out = await to_thread.run_sync(work)
-        _audit(request, target=f"bbox({xmin:.5f},{ymin:.5f},{xmax:.5f},{ymax:.5f})",
-               features=out["resources"]["total"])
+        _audit(request, target=target, features=out["resources"]["total"])
         return {"area": {"bbox": [xmin, ymin, xmax, ymax], "vertices": int(shapely.get_num_coordinates(geom))},
                 **out}
 

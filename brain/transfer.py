@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from brain.backend import Backend, quote_ident
+from brain.backend import Backend, as_wkb, quote_ident
 from brain.model import ENTITIES
 from brain.schema import init_schema
 
@@ -38,8 +38,7 @@ def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], Non
         cols = _columns(src, table)
         if not cols:
             continue
-        wkb = "ST_AsBinary" if src.dialect == "postgis" else "ST_AsWKB"
-        select = ", ".join(f"{wkb}({quote_ident(c)}) AS {quote_ident(c)}" if _is_geom(c, t) else quote_ident(c)
+        select = ", ".join(f"{as_wkb(src, quote_ident(c))} AS {quote_ident(c)}" if _is_geom(c, t) else quote_ident(c)
                            for c, t in cols)
         df = src.frame(f"SELECT {select} FROM {quote_ident(table)}")
         target = dict(_columns(dst, table)) if table not in DERIVED else {}

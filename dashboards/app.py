@@ -23,7 +23,7 @@ from dash.exceptions import PreventUpdate
 from brain import queries
 from brain.areas import AreaLimits, parse_area
 from brain.auth import SignInPolicy, create_session, end_session, sign_in
-from brain.errors import BadRequest, BrainError, Forbidden, NotAuthenticated, NotFound, Throttled, TooLarge
+from brain.errors import BadRequest, BrainError, Forbidden, NotFound, Throttled, TooLarge, http_status
 from brain.layers.catalog import CATALOG
 from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
 from brain.model import LEVEL_LABELS, LEVELS
@@ -40,7 +40,6 @@ DEFAULT_PAGE = {"widgets": [{"i": "w1", "type": "headline"}, {"i": "w2", "type":
                            {"i": "w3", "x": 0, "y": 2, "w": 12, "h": 2}]}
 DEFAULT_LAYERS = ["units", "buildings", "events", "devices"]
 MAX_WIDGETS = 40  # widgets on one saved page
-REFUSED = {NotAuthenticated: 401, Forbidden: 403, NotFound: 404, TooLarge: 413, Throttled: 429, BrainError: 400}
 
 
 # -- what the browser sends: every callback input is parsed here, so a forged one is refused with a 4xx ---------
@@ -123,8 +122,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     @server.errorhandler(BrainError)
     def refused(exc: BrainError):
         # a callback refusing what the browser sent (or a forged request): a 4xx with the reason, never a 500
-        code = next(c for k, c in REFUSED.items() if isinstance(exc, k))
-        return flask.jsonify(detail=str(exc)), code
+        return flask.jsonify(detail=str(exc)), http_status(exc)
 
     def limits() -> AreaLimits:
         return AreaLimits.from_settings(service().settings)
@@ -155,15 +153,17 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         return "en" if flask.request.cookies.get(LANG_COOKIE) == "en" else "zh"
 
     # -- sign-in: /?token=…, the form (token, or name and password), sign-out ------------------------------
-    def _audit(user=None, actor: str | None = None, target: str | None = None) -> None:
+    def _note(**fields) -> None:
         # the audit row of this request is written by the service's middleware, from the ASGI scope's state
-        state = flask.request.environ.get("asgi.scope", {}).setdefault("state", {})
-        state.update({"user": user, "actor": (actor or "")[:100] or None, "target": target})
+        flask.request.environ.get("asgi.scope", {}).setdefault("state", {}).update(fields)
+
+    def _audit(user=None, actor: str | None = None, target: str | None = None) -> None:
+        # a sign-in or sign-out: who (or the name tried) and the outcome
+        _note(user=user, actor=(actor or "")[:100] or None, target=target)
 
     def _read(target: str | None, layer: str | None = None, features: int | None = None) -> None:
-        # what a callback read, for the audit row of its request (the user comes from the session)
-        state = flask.request.environ.get("asgi.scope", {}).setdefault("state", {})
-        state.update({"target": (target or "")[:200] or None, "layer": layer, "features": features})
+        # what a callback read (the user comes from the session)
+        _note(target=(target or "")[:200] or None, layer=layer, features=features)
 
     def _where(current: dict) -> str:
         if current["kind"] == "unit":

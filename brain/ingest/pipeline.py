@@ -700,6 +700,24 @@ def _arrow(values) -> pa.Array:
     return pa.array(arr)
 
 
+@contextlib.contextmanager
+def _scratch(source: Backend | None):
+    """A DuckDB file in a temporary folder holding `source`'s current state (empty without one), removed after."""
+    import tempfile
+
+    from brain.backend import DuckDBBackend
+    from brain.transfer import copy_database
+
+    with tempfile.TemporaryDirectory(prefix="brain-stage-") as tmp:
+        stage = DuckDBBackend(Path(tmp) / "stage.duckdb")
+        try:
+            if source is not None:
+                copy_database(source, stage)
+            yield stage
+        finally:
+            stage.close()
+
+
 def check(manifest: Manifest, manifest_path: str = "", against: Backend | None = None,
           progress: ProgressFn | None = None) -> tuple[RunReport, list[dict]]:
     """Run the manifest into a scratch database and return (report, every problem): nothing is written.
@@ -707,20 +725,9 @@ def check(manifest: Manifest, manifest_path: str = "", against: Backend | None =
     `against`: the database a real run would load into; its current state is copied into the scratch database
     first, so that references (readings → devices) and ids resolve as they would.
     """
-    import tempfile
-
-    from brain.backend import DuckDBBackend
-    from brain.transfer import copy_database
-
-    with tempfile.TemporaryDirectory(prefix="brain-check-") as tmp:
-        stage = DuckDBBackend(Path(tmp) / "check.duckdb")
-        try:
-            if against is not None:
-                copy_database(against, stage)
-            run = Ingest(stage, manifest, manifest_path, progress, check=True)
-            report = run.run()
-        finally:
-            stage.close()
+    with _scratch(against) as stage:
+        run = Ingest(stage, manifest, manifest_path, progress, check=True)
+        report = run.run()
     return report, run.problems
 
 
@@ -735,28 +742,20 @@ def _staged(db: Backend, manifest: Manifest, manifest_path: str, progress: Progr
     """Ingest into a server database with DuckDB as the engine: pull its current state into a scratch DuckDB
     file (so re-runs stay idempotent and flow-back updates), run the same pipeline there, and send the result
     back with COPY in one transaction."""
-    import tempfile
-
-    from brain.backend import DuckDBBackend
     from brain.transfer import copy_database
 
-    with tempfile.TemporaryDirectory(prefix="brain-stage-") as tmp:
-        stage = DuckDBBackend(Path(tmp) / "stage.duckdb")
-        try:
-            init_schema(db)
-            if progress:  # the round trip takes as long as the run itself on a large district: show it
-                progress("server → stage", "read")
-            copy_database(db, stage)
-            before = data_version(stage)
-            report = Ingest(stage, manifest, manifest_path, progress).run()
-            # A run that changed no canonical row (the data version says so) may still have quarantined new
-            # rows or replaced a raster: send those and its own record, not the whole district again.
-            unchanged = ("ingest_runs", "quarantine", "rasters")
-            if progress:
-                progress("stage → server", "load")
-            with db.transaction():
-                copy_database(stage, db, tables=None if data_version(stage) != before else unchanged)
-        finally:
-            stage.close()
+    init_schema(db)
+    if progress:  # the round trip takes as long as the run itself on a large district: show it
+        progress("server → stage", "read")
+    with _scratch(db) as stage:
+        before = data_version(stage)
+        report = Ingest(stage, manifest, manifest_path, progress).run()
+        # A run that changed no canonical row (the data version says so) may still have quarantined new
+        # rows or replaced a raster: send those and its own record, not the whole district again.
+        unchanged = ("ingest_runs", "quarantine", "rasters")
+        if progress:
+            progress("stage → server", "load")
+        with db.transaction():
+            copy_database(stage, db, tables=None if data_version(stage) != before else unchanged)
     report.db = db.url
     return report

@@ -15,7 +15,7 @@ import mercantile
 import shapely
 from cachetools import LRUCache  # a size-bounded LRU keyed by bytes, with no reason to hand-write one
 
-from brain.backend import Backend
+from brain.backend import Backend, as_wkb
 from brain.errors import BadRequest, NotFound
 from brain.layers.catalog import CATALOG, Layer
 from brain.metrics import INDICATORS, Clock
@@ -169,8 +169,7 @@ class TileSource:
         code, version = scope.user.unit_code, self.data_version()
         hit = self._units.get(code)
         if hit is None or hit[0] != version:
-            wkb = "ST_AsBinary" if self.db.dialect == "postgis" else "ST_AsWKB"
-            rows = self.db.query(f"SELECT {wkb}(geom_3857) FROM admin_units WHERE code = ?", [code])
+            rows = self.db.query(f"SELECT {as_wkb(self.db, 'geom_3857')} FROM admin_units WHERE code = ?", [code])
             poly = shapely.from_wkb(bytes(rows[0][0])) if rows and rows[0][0] is not None else None
             if poly is not None:
                 shapely.prepare(poly)
