@@ -64,6 +64,11 @@ EVENT_TYPES = {
     "城市管理": ["占道经营", "乱堆乱放", "违章搭建", "道路破损", "垃圾清运"],
     "安全隐患": ["消防通道堵塞", "燃气隐患", "高空坠物", "内涝积水", "电动车违规充电"],
 }
+# Estate (小区) names: every third compound of the sample has one, its buildings named "<estate><n>栋".
+ESTATE_WORDS = ["翠湖", "锦绣", "碧桂", "金沙", "丽景", "华庭", "怡景", "御景", "雅苑", "春晖", "绿荫", "金域", "紫荆",
+                "枫林", "桃源", "星河", "海棠", "凤凰", "东湖", "云山"]
+ESTATE_SUFFIX = ["花园", "小区", "苑", "新村", "家园"]
+CN_ORDINALS = ["", "二", "三", "四", "五", "六", "七", "八", "九", "十"]
 DATE_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y年%m月%d日 %H时%M分", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S"]
 FULLWIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
 
@@ -270,10 +275,15 @@ class SampleWriter:
         road_names = np.array([f"{ROAD_NAMES[i % len(ROAD_NAMES)]}{ROAD_SUFFIX[(i // len(ROAD_NAMES)) % len(ROAD_SUFFIX)]}"
                                for i in range(road_ix.max() + 1)])
         addr = [f"{road_names[r]}{no}号{b}栋" for r, no, b in zip(road_ix, numbers, blds)]
+        # Every third compound (one 号 of a road) is an estate: its buildings are named "翠湖花园3栋" too.
+        _, comp = np.unique(road_ix * 1_000_000 + numbers, return_inverse=True)
+        estates = np.array([_estate_name(k // 3) if k % 3 == 0 else "" for k in range(comp.max() + 1)], dtype=object)
+        names = [f"{estates[c]}{b}栋" if estates[c] else "" for c, b in zip(comp, blds)]
         uses = rng.choice(["住宅", "住宅", "住宅", "住宅", "商住", "商业", "办公", "工业", "公共"], n)
         df = pd.DataFrame({
             "bldg_id": [f"B{i:07d}" for i in range(1, n + 1)],
             "addr": addr,
+            "name": names,
             "floors": rng.integers(2, 34, n),
             "use": uses,
             "fire": rng.choice(["有", "无"], n, p=[0.85, 0.15]),
@@ -285,6 +295,8 @@ class SampleWriter:
         self.bld["cell"], self.bld["cx"], self.bld["cy"] = cells, cx, cy
         self.bld["road"] = road_names[road_ix]
         self.bld["no"], self.bld["b"] = numbers, blds
+        self.bld["estate"] = estates[comp]
+        self.bld["door"] = [f"{no}号" for no in numbers]
         # Dirt.
         bad = _pick(rng, n, max(0.004, 3 / n))
         bow, sliver, null = np.array_split(bad, 3)
@@ -310,11 +322,55 @@ class SampleWriter:
                                 "floors": [5, 6], "use": ["住宅", "住宅"], "fire": ["有", "有"], "rented": ["否", "否"],
                                 "year": [2001, 2002], "geometry": list(shapely.buffer(shapely.points(ox, oy), 0.0001))})
         self.planted.add("buildings", "outside-district", 2)
-        df = pd.concat([df, dups, outside], ignore_index=True)
+        zhi = self._zhi_buildings(np.setdiff1d(np.flatnonzero(blds == 1), self.bad_buildings))
+        df = pd.concat([df, dups, outside, zhi.drop(columns=["cell", "cx", "cy", "road", "no", "b", "estate", "door"])],
+                       ignore_index=True)
+        self.bld = pd.concat([self.bld, zhi], ignore_index=True)
         gdf = gpd.GeoDataFrame(df, geometry="geometry", crs="EPSG:4326")
         path = self.out / "buildings.geojson"
         path.unlink(missing_ok=True)
         gdf.to_file(path, driver="GeoJSON", engine="pyogrio", layer_options={"COORDINATE_PRECISION": 7})
+
+    def _address_traps(self, df, road, no, b, u, r, taken) -> np.ndarray:
+        """Addresses one digit or one character away from a real building, that must match nothing.
+
+        '12号之一' where only 12号 stands; '13栋' where only 3栋 stands (no compound has 13); the same number on
+        a road one character off ('明湖街' beside '明湖路', where no 明湖街 exists). Returns the rows changed.
+        """
+        arng = np.random.default_rng(SEED + 3)
+        n = len(df)
+        zhi_doors = set(zip(self.bld.loc[self.bld["b"] == 0, "road"], self.bld.loc[self.bld["b"] == 0, "no"]))
+        roads = set(self.bld["road"])
+        pool = np.setdiff1d(np.flatnonzero(b > 0), taken)
+        picks = np.sort(arng.choice(pool, size=min(len(pool), max(3, n // 300)), replace=False))
+        changed = []
+        for k, i in enumerate(picks):
+            kind = k % 3
+            if kind == 0 and (road[i], no[i]) not in zhi_doors:
+                df.at[i, "address"] = f"{road[i]}{no[i]}号之一{u[i]}单元{r[i]}室"
+            elif kind == 1:
+                df.at[i, "address"] = f"{road[i]}{no[i]}号{b[i] + 10}栋{u[i]}单元{r[i]}室"
+            elif kind == 2:
+                other = next((road[i][:-1] + s for s in ("街", "巷", "道") if road[i][:-1] + s not in roads), None)
+                if other is None or road[i].endswith(("大道", "一路", "二路", "三路")):
+                    continue
+                df.at[i, "address"] = f"{other}{no[i]}号{b[i]}栋{u[i]}单元{r[i]}室"
+            else:
+                continue
+            changed.append(i)
+        return np.array(changed, dtype=int)
+
+    def _zhi_buildings(self, firsts: np.ndarray) -> pd.DataFrame:
+        """A few '12号之一' buildings beside '12号1栋': their own door, never 12号's (drawn from their own stream)."""
+        arng = np.random.default_rng(SEED + 1)
+        picks = np.sort(arng.choice(firsts, size=max(2, len(firsts) // 100), replace=False))
+        z = self.bld.iloc[picks].copy()
+        z["bldg_id"] = [f"B8{i:06d}" for i in range(1, len(z) + 1)]
+        z["addr"] = [f"{r}{no}号之一" for r, no in zip(z["road"], z["no"])]
+        z["name"], z["estate"], z["b"], z["use"] = "", "", 0, "住宅"
+        z["door"] = [f"{no}号之一" for no in z["no"]]
+        z["geometry"] = shapely.transform(z["geometry"].to_numpy(), lambda c: c + [0.0004, 0.0])
+        return z.reset_index(drop=True)
 
     # -- people -------------------------------------------------------------------------------------------
     def people(self) -> None:
@@ -348,9 +404,20 @@ class SampleWriter:
         street = self.layout.street_code[bld["cell"].to_numpy()[pb]]
         form = rng.integers(0, 6, n)
         prefix = "广东省广州市明湖区"
+        # The richer forms (drawn from their own stream, so the rest of the sample stays as it was): an estate's
+        # residents often write the estate, not the road; floors are written too; 之一 buildings have no 栋.
+        arng = np.random.default_rng(SEED + 2)
+        rich = arng.random(n)
+        estate, door = bld["estate"].to_numpy()[pb], bld["door"].to_numpy()[pb]
         addr = []
-        for f, ro, nn, bb, uu, rr in zip(form, road, no, b, u, r):
-            if f == 0:
+        for f, ro, nn, bb, uu, rr, es, dr, x in zip(form, road, no, b, u, r, estate, door, rich):
+            if bb == 0:
+                addr.append(f"{ro}{dr}{uu}单元{rr}室")
+            elif es and x < 0.25:
+                addr.append(f"{es}{bb}栋{uu}单元{rr}")
+            elif es and x < 0.4:
+                addr.append(f"{ro}{nn}号{es}{bb}栋{rr // 100}楼{rr}")
+            elif f == 0:
                 addr.append(f"{ro}{nn}号{bb}栋{uu}单元{rr}室")
             elif f == 1:
                 addr.append(f"{prefix}{ro}{nn}号{bb}幢{uu}单元{rr}")
@@ -393,6 +460,10 @@ class SampleWriter:
         df.loc[badgroup, "special_groups"] = "重点关注"
         taken = np.concatenate([taken, badgroup])
         dups = _pick(rng, n, 0.001, exclude=taken)
+        traps = self._address_traps(df, road, no, b, u, r, np.concatenate([taken, dups]))
+        truth = np.where(np.isin(np.arange(n), np.concatenate([unmatched, missing, traps])), "",
+                         bld["bldg_id"].to_numpy()[pb])
+        self.people_truth = truth
         self.people_dirty = df
         street_first = min(self.layout.street_code)
         excel_comm = min(self.layout.community_code[self.layout.street_ix == 1])
@@ -401,7 +472,8 @@ class SampleWriter:
         to_xlsx = (comm == excel_comm) & ~to_gbk
         parts = {"people_register": ~to_gbk & ~to_xlsx, "people_gbk": to_gbk, "people_excel": to_xlsx}
         for name, mask in parts.items():
-            for reason, idx in (("address-unmatched", unmatched), ("address-missing", missing),
+            for reason, idx in (("address-unmatched", unmatched), ("address-unmatched", traps),
+                                ("address-missing", missing),
                                 ("unknown-category", unknown), ("unknown-category", badgroup),
                                 ("duplicate-id", dups)):
                 self.planted.add(name, reason, int(mask[idx].sum()))
@@ -410,6 +482,9 @@ class SampleWriter:
         full = pd.concat([df, dup_rows], ignore_index=True)
         masks = {k: np.concatenate([v, v[dups]]) for k, v in parts.items()}
         (self.out / "people").mkdir(exist_ok=True)
+        # Which building each person lives in (empty: none fits the address written): false matches are counted on it.
+        pd.DataFrame({"person_id": full["person_id"], "building": np.concatenate([truth, truth[dups]])}).drop_duplicates(
+            "person_id").to_csv(self.out / "address_truth.csv", index=False)
         full[masks["people_register"]].to_csv(self.out / "people" / "register.csv", index=False, encoding="utf-8")
         cn = {"person_id": "人员编号", "name": "姓名", "id_number": "公民身份号码", "phone": "联系电话", "gender": "性别",
               "birth_date": "出生日期", "origin": "籍贯", "residence": "人口类型", "household_id": "户编号",
@@ -467,7 +542,7 @@ class SampleWriter:
             kinds = ["党委", "党群服务中心", "党支部"]
             for j, (_, b) in enumerate(picks.iterrows()):
                 rows.append({"组织编号": f"DZZ{i + 1:04d}{j + 1}", "组织名称": names[j], "组织类别": kinds[j],
-                             "党员数": int(rng.integers(8, 120)), "地址": f"{b['road']}{b['no']}号{b['b']}栋",
+                             "党员数": int(rng.integers(8, 120)), "地址": b["addr"],
                              "联系电话": _phones(rng, 1)[0]})
         party = pd.DataFrame(rows)
         party.loc[len(party)] = {"组织编号": "DZZ9999", "组织名称": "外区临时党支部", "组织类别": "党支部", "党员数": 5,
@@ -496,7 +571,7 @@ class SampleWriter:
                            "身份证号": m["id_number"].to_numpy(), "所在党组织": rng.choice(orgs, len(m)),
                            "联系户": links, "居住地址": dirty_addr.to_numpy()})
         self.planted.add("party_members", "address-unmatched",
-                         int(df["居住地址"].map(lambda a: a != "" and "号" in a).sum() - _matchable(df["居住地址"], self.bld)))
+                         int(((df["居住地址"] != "").to_numpy() & (self.people_truth[m.index] == "")).sum()))
         self.planted.add("party_members", "address-missing", int((df["居住地址"] == "").sum()))
         df.to_csv(self.out / "party_members.csv", index=False, encoding="utf-8-sig")
 
@@ -641,7 +716,7 @@ class SampleWriter:
                   "columns": {"name": "name", "parent_code": "parent"}} for lv in ("district", "street", "community", "grid")]
         sources = [
             {"name": "buildings", "entity": "buildings", "path": "buildings.geojson", "id": "bldg_id",
-             "columns": {"address": "addr", "floors": "floors", "use": "use", "fire_facilities": "fire",
+             "columns": {"address": "addr", "name": "name", "floors": "floors", "use": "use", "fire_facilities": "fire",
                          "rented": "rented", "year_built": "year"},
              "place": {"geometry": True}},
             {"name": "people_register", "entity": "people", "path": "people/register.csv", "encoding": "utf-8",
@@ -699,12 +774,12 @@ class SampleWriter:
         return path
 
 
-def _matchable(addresses: pd.Series, bld: pd.DataFrame) -> int:
-    """How many of these addresses match an existing building key (used to count planted misses)."""
-    from brain.ingest.address import normalise_addresses
-
-    keys = set(f"{r}{n}号{b}栋" for r, n, b in zip(bld["road"], bld["no"], bld["b"]))
-    return sum(k in keys for k in normalise_addresses(addresses).column("key").to_pylist())
+def _estate_name(k: int) -> str:
+    """The k-th estate name: 翠湖花园, 锦绣花园, …, then 翠湖小区…, then 翠湖花园二期…"""
+    w, sfx = len(ESTATE_WORDS), len(ESTATE_SUFFIX)
+    phase = k // (w * sfx)
+    ordinal = CN_ORDINALS[phase] if phase < len(CN_ORDINALS) else f"第{phase + 1}"
+    return f"{ESTATE_WORDS[k % w]}{ESTATE_SUFFIX[(k // w) % sfx]}{ordinal + '期' if ordinal else ''}"
 
 
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet: str) -> None:

@@ -105,6 +105,25 @@ def test_people_are_matched_to_buildings_and_keep_unit_and_room(ingested, db_of)
     assert {"elderly_alone", "disabled", "low_income"} <= groups
 
 
+def test_addresses_match_in_stages_with_no_false_match(ingested, db_of, sample_dir):
+    """Every loaded person is in the building the generator put them in; the planted traps (12号之一 where only
+    12号 stands, 13栋 for 3栋, 明湖街 for 明湖路) and the richer forms (estates, floors, 之一) are counted."""
+    url, report = ingested
+    truth = pd.read_csv(sample_dir / "address_truth.csv", dtype=str).fillna("")
+    got = pd.DataFrame(db_of(url).query("SELECT source_id, building_id FROM people"),
+                       columns=["person_id", "building_id"])
+    both = truth.merge(got, on="person_id")
+    assert len(both) == len(got) > 3000
+    wrong = both[both["building_id"] != "buildings:" + both["building"]]
+    assert wrong.empty, wrong.head()
+    people = [s for s in report["sources"] if s["entity"] == "people"]
+    stages = {k: sum(s["addresses"].get(k, 0) for s in people) for k in ("exact", "parsed", "fuzzy", "unmatched")}
+    assert stages["exact"] > 2000 and stages["parsed"] > 200
+    assert stages["unmatched"] == sum(s["reasons"].get("address-unmatched", 0) for s in people)
+    for s in people:  # every row with an address is counted in one stage
+        assert sum(s["addresses"].values()) == s["read"] - s["reasons"].get("address-missing", 0)
+
+
 def test_values_are_typed_and_normalised(ingested, db_of):
     db = db_of(ingested[0])
     classes = {c for (c,) in db.query("SELECT DISTINCT class FROM events")}

@@ -29,6 +29,21 @@ class Place(_Spec):
     y: str | None = None
     crs: str | None = Field(None, description="EPSG code (4326, 4490, 4547…) or gcj02 / bd09")
     address: str | None = None
+    #: which address parser reads the column: zh (Chinese registers) or generic (street, number, staircase, flat)
+    locale: Literal["zh", "generic"] = "zh"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _address_spec(cls, data):
+        """`address: {column: 地址, locale: generic}` is the long form of `address: 地址` (locale zh)."""
+        if isinstance(data, dict) and isinstance(data.get("address"), dict):
+            spec = dict(data["address"])
+            unknown = set(spec) - {"column", "locale"}
+            if unknown or "column" not in spec:
+                raise ValueError("address takes a column name, or {column: …, locale: zh | generic}"
+                                 + (f", not {sorted(unknown)}" if unknown else ""))
+            data = {**data, "address": spec["column"], **({"locale": spec["locale"]} if "locale" in spec else {})}
+        return data
 
     @model_validator(mode="after")
     def _one_way(self):

@@ -30,7 +30,7 @@ import shapely
 from brain.backend import Backend, quote_ident as q
 from brain.coords import normalise_crs
 from brain.errors import SourceError
-from brain.ingest.address import normalise_addresses
+from brain.ingest.matching import BuildingIndex, building_keys, match_addresses
 from brain.ingest.manifest import AdminSource, Manifest, Source, template_columns
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import Table, read_header, read_table
@@ -71,6 +71,9 @@ class SourceReport:
     repaired: int = 0
     resolved: int = 0  # rows quarantined by earlier runs that this run loaded, or that are no longer delivered
     skipped: int = 0  # rows the source's `filter` left out (not read: read = loaded + quarantined still holds)
+    #: rows placed by address, per matching stage (exact, parsed, fuzzy, ambiguous, unmatched)
+    addresses: dict[str, int] = field(default_factory=dict)
+    address_seconds: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -111,6 +114,7 @@ class Ingest:
         self.progress = progress or (lambda source, stage: None)
         self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.check = check  # `brain check`: also count every failing check per source and field
+        self._buildings: BuildingIndex | None = None  # the address matcher's index of the buildings loaded
         self.problems: list[dict] = []
 
     # -- pre-flight ---------------------------------------------------------------------------------------
@@ -217,16 +221,25 @@ class Ingest:
             extra["lon"], extra["lat"] = lon, lat
             extra["place_reason"], extra["place_detail"] = reason, detail
         elif place and place.address:
-            addr = normalise_addresses(pc.utf8_trim_whitespace(table.column(place.address)))
-            extra["addr_key"] = addr.column("key")
+            if self._buildings is None:
+                self._buildings = BuildingIndex.load(self.db)
+            addr, rep.address_seconds = match_addresses(
+                self._buildings, pc.utf8_trim_whitespace(table.column(place.address)), place.locale)
+            rep.address_seconds = {k: round(v, 3) for k, v in rep.address_seconds.items()}
+            stage = addr.column("stage")
+            rep.addresses = {k: int(v) for k, v in
+                             pd.Series(stage.to_numpy(zero_copy_only=False)).value_counts().items()}
+            extra["addr_key"], extra["match_building"] = addr.column("key"), addr.column("building_id")
             blank = pc.is_null(addr.column("norm"))
-            extra["place_reason"] = pc.if_else(blank, "address-missing", None)
-            extra["place_detail"] = pc.if_else(blank, f"{place.address} is empty", None)
+            ambiguous = pc.fill_null(pc.equal(stage, "ambiguous"), False)
+            extra["place_reason"] = pc.if_else(blank, "address-missing",
+                                               pc.if_else(ambiguous, "address-ambiguous", pa.scalar(None, pa.string())))
+            extra["place_detail"] = pc.if_else(blank, f"{place.address} is empty", addr.column("detail"))
             for fname, part in (("unit_no", "unit"), ("room", "room")):
                 if fname in entity.field_map and fname not in spec.columns:
                     extra[fname] = addr.column(part)
         if spec.entity == "buildings" and "address" in spec.columns:
-            extra["addr_key"] = normalise_addresses(pc.utf8_trim_whitespace(table.column(spec.columns["address"]))).column("key")
+            extra["addr_key"] = building_keys(pc.utf8_trim_whitespace(table.column(spec.columns["address"]))).column("key")
         for f in entity.fields:
             if f.type == "multi" and f.name in spec.columns:
                 extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab,
@@ -259,6 +272,8 @@ class Ingest:
                         + ", ".join(f"{e} AS {q(c)}" for e, (c, _) in zip(select, cols))
                         + " FROM judged WHERE reason IS NULL")
         rep.inserted, rep.updated, rep.unchanged = self._upsert(entity.name, "id")
+        if spec.entity == "buildings":
+            self._buildings = None  # the address matcher's index is built again from the new buildings
         rep.loaded = rep.inserted + rep.updated + rep.unchanged
         rep.resolved = self._resolve(spec)
         if repaired.any():
@@ -291,7 +306,7 @@ class Ingest:
                 params.append(spec.constants[f.name])
             else:
                 inner.append(f"CAST(NULL AS VARCHAR) AS {q(f.name)}")
-        for name in ("lon", "lat", "addr_key", "place_reason", "place_detail"):
+        for name in ("lon", "lat", "addr_key", "match_building", "place_reason", "place_detail"):
             if name in extra and name not in entity.field_map:  # all-None columns arrive untyped: cast
                 inner.append(f"CAST(x.{name} AS {'DOUBLE' if name in ('lon', 'lat') else 'VARCHAR'}) AS {name}")
         if "geom_wkb" in extra:
@@ -325,7 +340,8 @@ class Ingest:
             if f.type == "multi":
                 outer.append(f"t.{q(f.name + '__bad')}" if f.name in extra else
                              f"CAST(NULL AS VARCHAR) AS {q(f.name + '__bad')}")
-        outer += [f"t.{name}" for name in ("lon", "lat", "addr_key", "place_reason", "place_detail", "geom")
+        outer += [f"t.{name}" for name in ("lon", "lat", "addr_key", "match_building", "place_reason", "place_detail",
+                                           "geom")
                   if (name in extra and name not in entity.field_map) or (name == "geom" and "geom_wkb" in extra)]
         sql = (f"WITH t AS (SELECT {', '.join(inner)} FROM raw_src r POSITIONAL JOIN extra_src x) "
                f"SELECT {', '.join(outer)} FROM t {' '.join(joins)}")
@@ -347,7 +363,7 @@ class Ingest:
             keep = "s.* EXCLUDE (building_id), b.id AS building_id" if "building_id" in entity.field_map else "s.*"
             self.db.execute(f"""CREATE OR REPLACE TEMP TABLE placed AS
                 SELECT {keep}, {', '.join(f'b.{c}' for c in PLACEMENT)}, b.lon, b.lat, ST_Point(b.lon, b.lat) AS geom
-                FROM stage s LEFT JOIN {_first_by('buildings', 'addr_key')} b ON b.addr_key = s.addr_key""")
+                FROM stage s LEFT JOIN buildings b ON b.id = s.match_building""")
         else:
             if place.geometry:
                 point = "ST_PointOnSurface(geom)" if entity.geometry == "polygon" else "geom"
