@@ -179,7 +179,8 @@ def check_cmd(
     skeleton = _skeleton(problems)
     if skeleton:
         console.print("Manifest lines that would map the values outside the vocabularies (fill each TODO with one "
-                      "of the codes in its comment; add them under each source):", highlight=False)
+                      "of the codes in its comment, or with a code of your own added in a vocabulary file — README#vocabularies; add "
+                      "them under each source):", highlight=False)
         print(skeleton)
     raise typer.Exit(1)
 
@@ -218,6 +219,16 @@ def _print_report(report) -> None:
         table.add_row(shown(s.name), s.entity, f"{s.read:,}", f"{s.loaded:,}", f"{s.inserted:,}", f"{s.updated:,}",
                       f"{s.unchanged:,}", f"{s.quarantined:,}{ok}", ", ".join(f"{k} {v}" for k, v in s.reasons.items()))
     console.print(table)
+    from brain.ingest.matching import STAGES as MATCHING
+
+    matched = [s for s in report.sources if s.addresses]
+    if matched:
+        stages = Table(title="addresses → buildings, rows per stage (README#address-matching)", title_justify="left")
+        for col in ("source", *MATCHING):
+            stages.add_column(col, justify="left" if col == "source" else "right")
+        for s in matched:
+            stages.add_row(shown(s.name), *(f"{s.addresses.get(k, 0):,}" for k in MATCHING))
+        console.print(stages)
     total_q = sum(s.quarantined for s in report.sources)
     resolved = sum(s.resolved for s in report.sources)
     skipped = sum(s.skipped for s in report.sources)

@@ -57,6 +57,17 @@ VOCABS: dict[str, dict[str, tuple[str, ...]]] = {
         "city": ("城市管理", "city"),
         "hazard": ("安全隐患", "hazard"),
     },
+    # item types under the classes: '<class>.<item>' (a deployment adds its own in a vocabulary file)
+    "event_type": {
+        "service.licensing": ("证照办理",), "service.social_security": ("社保咨询",),
+        "service.elderly_care": ("养老服务",), "service.employment": ("就业帮扶",),
+        "dispute.neighbours": ("邻里纠纷",), "dispute.property_management": ("物业纠纷",),
+        "dispute.labour": ("劳资纠纷",), "dispute.family": ("婚姻家庭", "家庭纠纷"),
+        "city.street_vending": ("占道经营",), "city.dumping": ("乱堆乱放",), "city.illegal_building": ("违章搭建",),
+        "city.road_damage": ("道路破损",), "city.waste_collection": ("垃圾清运",), "city.noise": ("噪音扰民",),
+        "hazard.fire_lane": ("消防通道堵塞",), "hazard.gas": ("燃气隐患",), "hazard.falling_objects": ("高空坠物",),
+        "hazard.waterlogging": ("内涝积水",), "hazard.ebike_charging": ("电动车违规充电",),
+    },
     "event_status": {
         "reported": ("上报", "已上报", "待受理", "reported"),
         "dispatched": ("已派遣", "处置中", "dispatched"),
@@ -174,8 +185,9 @@ ENTITIES: dict[str, Entity] = {
             F("contact", personal=True),
         ), doc="Enterprises, party organisations, party-mass service centres, schools, canteens…"),
         Entity("events", "事件", "point", (
-            F("class", "category", "event_class", required=True),
-            F("type"),
+            F("class", "category", "event_class", required=True,
+              doc="the top level: service, dispute, city or hazard (taken from `type` when not delivered)"),
+            F("type", "category", "event_type", doc="the item type, two levels: <class>.<item> (city.noise)"),
             F("status", "category", "event_status", required=True),
             F("reported_at", "timestamp", required=True),
             F("dispatched_at", "timestamp"),
@@ -222,13 +234,3 @@ PROVENANCE = (
     ("row_hash", "VARCHAR", "hash of the loaded values; an unchanged re-ingest leaves the row alone"),
     ("ingest_run", "VARCHAR", "the ingest run that last wrote the row"),
 )
-
-
-def vocab_rows() -> list[tuple[str, str, str]]:
-    """(vocab, lower-cased label, code) rows, for the lookup table ingest joins on."""
-    rows = []
-    for vocab, codes in VOCABS.items():
-        for code, labels in codes.items():
-            for label in {code, *labels}:
-                rows.append((vocab, label.lower(), code))
-    return rows

@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS admin_units (
 )"""
 
 SUPPORT = [
+    # a deployment's own vocabulary terms (brain.vocabulary; the built-in ones are code, never rows)
+    """CREATE TABLE IF NOT EXISTS vocabulary (vocab VARCHAR NOT NULL, code VARCHAR NOT NULL, zh VARCHAR NOT NULL,
+        en VARCHAR NOT NULL, spellings VARCHAR, origin VARCHAR, PRIMARY KEY (vocab, code))""",
     """CREATE TABLE IF NOT EXISTS quarantine (
         source VARCHAR NOT NULL,
         entity VARCHAR NOT NULL,

@@ -14,7 +14,7 @@ from brain.schema import init_schema
 GEOM_SRID = {"geom": 4326, "geom_3857": 3857}
 #: What a copy carries: the canonical tables, the ingest record and the derived tables (users, sessions,
 #: layouts and the audit stay with their database).
-CANONICAL = ("admin_units", *ENTITIES, "quarantine", "ingest_runs", "rasters")
+CANONICAL = ("admin_units", *ENTITIES, "quarantine", "ingest_runs", "rasters", "vocabulary")
 DERIVED = ("households", "party_links")
 
 

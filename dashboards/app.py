@@ -28,6 +28,7 @@ from brain.layers.catalog import CATALOG
 from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
 from brain.model import LEVEL_LABELS, LEVELS
 from brain.scope import Scope
+from brain.vocabulary import stored
 from dashboards.i18n import WIDGETS, bilingual, t
 
 SESSION_COOKIE = "brain_session"
@@ -466,8 +467,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=100)
         except BrainError as exc:
             return html.P(str(exc), className="error")
+        voc = stored(svc.db)  # labels for codes, a deployment's own item types included
         return [html.H3(f"{t('open_overdue', lg)} ({ev['total']})"), html.Ul(className="events", children=[
-            html.Li(html.Button(f"{e['reported_at'][:16]} · {e['class']} · {e.get('type') or ''} · {e['status']}",
+            html.Li(html.Button(" · ".join(x for x in (
+                e["reported_at"][:16], voc.label("event_class", e["class"], lg),
+                voc.label("event_type", e.get("type"), lg), voc.label("event_status", e["status"], lg)) if x),
                                 className="goto", id={"type": "goto", "at": f"{e['lon']:.6f},{e['lat']:.6f}"}))
             for e in ev["items"]])]
 
@@ -513,11 +517,14 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 html.Tbody([html.Tr([html.Td(str(r.get(c) if r.get(c) is not None else "")) for c in cols])
                             for h in b["households"] for r in h["residents"]])]))
         out.append(html.H4(t("organisations", lg)))
-        out.append(html.Ul([html.Li(f"{o.get('kind')} · {o.get('name')}") for o in b["organisations"]]
+        voc = stored(service().db)
+        out.append(html.Ul([html.Li(f"{voc.label('org_kind', o.get('kind'), lg)} · {o.get('name')}")
+                            for o in b["organisations"]]
                            or [html.Li(t("none", lg))]))
         if b["events"] is not None:
             out.append(html.H4(t("recent_events", lg)))
-            out.append(html.Ul([html.Li(f"{e['reported_at'][:10]} · {e['class']} · {e['status']}")
+            out.append(html.Ul([html.Li(f"{e['reported_at'][:10]} · {voc.label('event_class', e['class'], lg)} · "
+                                        f"{voc.label('event_status', e['status'], lg)}")
                                 for e in b["events"]] or [html.Li(t("none", lg))]))
         return html.Div(out, **{"data-building": bid})
 

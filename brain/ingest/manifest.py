@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from brain.errors import ManifestError
-from brain.model import ENTITIES, LEVELS, VOCABS
+from brain.model import ENTITIES, LEVELS
+from brain.vocabulary import BUILTIN, Vocabularies, load_file
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "excel", ".xls": "excel", ".xlsm": "excel",
            ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "shapefile", ".zip": "shapefile"}
@@ -148,7 +150,8 @@ class Source(FileSpec):
     formats: dict[str, list[str]] = {}
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self, info: ValidationInfo):
+        vocab = (info.context or {}).get("vocab", BUILTIN)
         entity = ENTITIES.get(self.entity)
         if entity is None:
             raise ValueError(f"unknown entity {self.entity!r}: one of {', '.join(ENTITIES)}")
@@ -168,9 +171,12 @@ class Source(FileSpec):
             if f is None or not f.vocab:
                 coded = [x.name for x in entity.fields if x.vocab]
                 raise ValueError(f"values: {fname!r} is not a coded field of {self.entity}; coded: {', '.join(coded)}")
-            bad = sorted({code for code in mapping.values() if code not in VOCABS[f.vocab]})
+            codes = vocab.codes(f.vocab)
+            bad = sorted({code for code in mapping.values() if code not in codes})
             if bad:
-                raise ValueError(f"values.{fname}: unknown code(s) {bad}; {fname} takes {', '.join(VOCABS[f.vocab])}")
+                shown = ", ".join(codes[:40]) + (f" … ({len(codes)} codes)" if len(codes) > 40 else "")
+                raise ValueError(f"values.{fname}: unknown code(s) {bad}; {fname} takes {shown}, or a code added "
+                                 f"in a vocabulary file (README#vocabularies)")
         for fname, fmts in self.formats.items():
             f = entity.field_map.get(fname)
             if f is None or f.type not in ("date", "timestamp"):
@@ -204,11 +210,19 @@ class Manifest(_Spec):
     """A whole delivery: admin units, entity sources and rasters, paths relative to the manifest."""
 
     name: str = "manifest"
+    #: deployment vocabulary files (README#vocabularies), extending the built-in codes and labels
+    vocabularies: list[str] = []
     admin_units: list[AdminSource] = []
     sources: list[Source] = []
     rasters: list[RasterSource] = []
     base_dir: Path = Path(".")
     allow_outside: bool = False  # set by `brain ingest --allow-outside`, never by the manifest file itself
+    _vocab: Vocabularies = PrivateAttr(default=BUILTIN)
+
+    @property
+    def vocab(self) -> Vocabularies:
+        """The built-in vocabularies, extended by the manifest's vocabulary files."""
+        return self._vocab
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -258,9 +272,12 @@ def load_manifest(path: str | Path, allow_outside: bool = False) -> Manifest:
         raise ManifestError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a mapping with admin_units, sources and rasters")
+    data = {k: v for k, v in data.items() if k not in ("base_dir", "allow_outside")}  # not the file's to set
+    vocab = _vocabularies(path, data, allow_outside)
     try:
-        data = {k: v for k, v in data.items() if k not in ("base_dir", "allow_outside")}  # not the file's to set
-        manifest = Manifest(**data, base_dir=path.resolve().parent, allow_outside=allow_outside)
+        manifest = Manifest.model_validate({**data, "base_dir": path.resolve().parent, "allow_outside": allow_outside},
+                                           context={"vocab": vocab})
+        manifest._vocab = vocab
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -272,6 +289,24 @@ def load_manifest(path: str | Path, allow_outside: bool = False) -> Manifest:
         except ManifestError as exc:
             raise ManifestError(f"{path}: source {spec.name!r}: {exc}") from None
     return manifest
+
+
+def _vocabularies(path: Path, data: dict, allow_outside: bool) -> Vocabularies:
+    """The built-in vocabularies extended by the files the manifest lists (each checked against them)."""
+    files = data.get("vocabularies") or []
+    if isinstance(files, str):
+        files = [files]
+        data["vocabularies"] = files
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ManifestError(f"{path}: vocabularies: list the vocabulary files, as vocabularies: [codes.yaml]")
+    where = Manifest(base_dir=path.resolve().parent, allow_outside=allow_outside)
+    vocab = BUILTIN
+    for f in files:
+        try:
+            vocab = vocab.extended(load_file(where.resolve(f), f))
+        except ManifestError as exc:
+            raise ManifestError(f"{path}: vocabularies: {exc}") from None
+    return vocab
 
 
 def _entry_name(data: dict, loc: tuple) -> str | None:

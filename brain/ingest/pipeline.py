@@ -34,7 +34,8 @@ from brain.ingest.matching import BuildingIndex, building_keys, match_addresses
 from brain.ingest.manifest import AdminSource, Manifest, Source, template_columns
 from brain.ingest.places import prepare_geometry, prepare_xy
 from brain.ingest.readers import Table, read_header, read_table
-from brain.model import ENTITIES, LEVELS, PLACEMENT, VOCABS, Entity, vocab_rows
+from brain.model import ENTITIES, LEVELS, PLACEMENT, Entity
+from brain.vocabulary import TOP_LEVEL, Vocabularies, store, stored
 from brain.layers import derive
 from brain.schema import bump_data_version, data_version, entity_columns, init_schema
 
@@ -115,6 +116,7 @@ class Ingest:
         self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         self.check = check  # `brain check`: also count every failing check per source and field
         self._buildings: BuildingIndex | None = None  # the address matcher's index of the buildings loaded
+        self._terms: list[tuple[str, str, str]] = []  # (vocab, lower-cased spelling, code) of every known term
         self.problems: list[dict] = []
 
     # -- pre-flight ---------------------------------------------------------------------------------------
@@ -168,7 +170,10 @@ class Ingest:
         # are deleted. A failed run leaves the tables without R-trees; the next run or `brain serve` rebuilds them.
         derive.drop_indexes(self.db)
         with self.db.transaction():
-            with _registered(self.db, vocab_src=pd.DataFrame(vocab_rows(), columns=["vocab", "label", "code"])):
+            # the deployment's vocabulary files are stored with the data; values may use any stored term
+            store(self.db, self.manifest.vocab)
+            self._terms = _lookup(self.manifest.vocab, stored(self.db))
+            with _registered(self.db, vocab_src=pd.DataFrame(self._terms, columns=["vocab", "label", "code"])):
                 self.db.execute("CREATE OR REPLACE TEMP TABLE vocab AS SELECT * FROM vocab_src")
             for spec in self.manifest.ordered_admin():
                 report.sources.append(self._timed(spec, self._admin))
@@ -242,7 +247,7 @@ class Ingest:
             extra["addr_key"] = building_keys(pc.utf8_trim_whitespace(table.column(spec.columns["address"]))).column("key")
         for f in entity.fields:
             if f.type == "multi" and f.name in spec.columns:
-                extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab,
+                extra[f.name], extra[f"{f.name}__bad"] = _multi(table.column(spec.columns[f.name]), f.vocab, self._terms,
                                                                 spec.values.get(f.name))
         self.progress(spec.name, "place")
         sql, params = self._stage_sql(spec, entity, extra)
@@ -313,15 +318,22 @@ class Ingest:
             inner.append("ST_GeomFromWKB(x.geom_wkb) AS geom")
         outer = ["t.row_no", "t.source_id", "CAST(? AS VARCHAR) AS source", "CAST(? AS VARCHAR) AS ingest_run"]
         params += [spec.name, self.run_id]
-        joins = []
+        joins, codes = [], {}
+        for i, f in enumerate(entity.fields):
+            if f.type in ("category", "bool"):
+                raw = f"t.{q(f.name)}"
+                joins.append(f"LEFT JOIN vocab v{i} ON v{i}.vocab = '{f.vocab}' AND v{i}.label = lower({raw})")
+                codes[f.name] = f"v{i}.code"
+                if f.name in spec.values:  # the source's own map first
+                    joins.append(f"LEFT JOIN values_src s{i} ON s{i}.field = '{f.name}' AND s{i}.label = lower({raw})")
+                    codes[f.name] = f"coalesce(s{i}.code, v{i}.code)"
+        for child, parent in _two_level(entity):  # an event's class, when not delivered, is its item type's
+            codes[parent.name] = (f"CASE WHEN t.{q(parent.name)} IS NULL THEN split_part({codes[child.name]}, '.', 1) "
+                                  f"ELSE {codes[parent.name]} END")
         for i, f in enumerate(entity.fields):
             raw = f"t.{q(f.name)}"
             if f.type in ("category", "bool"):
-                joins.append(f"LEFT JOIN vocab v{i} ON v{i}.vocab = '{f.vocab}' AND v{i}.label = lower({raw})")
-                code = f"v{i}.code"
-                if f.name in spec.values:  # the source's own map first
-                    joins.append(f"LEFT JOIN values_src s{i} ON s{i}.field = '{f.name}' AND s{i}.label = lower({raw})")
-                    code = f"coalesce(s{i}.code, v{i}.code)"
+                code = codes[f.name]
                 expr = code if f.type == "category" else f"CAST({code} AS BOOLEAN)"
             elif f.type == "int":
                 expr = f"COALESCE(TRY_CAST({raw} AS BIGINT), CAST(round(TRY_CAST({raw} AS DOUBLE)) AS BIGINT))"
@@ -401,7 +413,9 @@ class Ingest:
         for f in entity.fields:
             raw = q(f.name + "__raw")
             if f.required and f.name != address_field and f.name not in ("device_ref",):
-                checks.append((f"{raw} IS NULL", "required-missing", f"'{f.name} is empty'", f.name))
+                # a class is not missing where an item type is delivered (an unknown one is its own problem)
+                also = "".join(f" AND {q(c.name + '__raw')} IS NULL" for c, p in _two_level(entity) if p is f)
+                checks.append((f"{raw} IS NULL{also}", "required-missing", f"'{f.name} is empty'", f.name))
             if f.type in ("category", "bool"):
                 checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "unknown-category",
                                f"'{f.name}=' || {raw}", f.name))
@@ -414,6 +428,11 @@ class Ingest:
             elif f.type in ("timestamp", "date"):
                 checks.append((f"{raw} IS NOT NULL AND {q(f.name)} IS NULL", "date-invalid",
                                f"'{f.name}=' || {raw}", f.name))
+        for child, parent in _two_level(entity):
+            c, p = q(child.name), q(parent.name)
+            checks.append((f"{c} IS NOT NULL AND {p} IS NOT NULL AND split_part({c}, '.', 1) <> {p}", "class-mismatch",
+                           f"'{child.name}=' || {q(child.name + '__raw')} || ' is under ' || split_part({c}, '.', 1) "
+                           f"|| ', not ' || {p}", child.name))
         if spec.place is None:
             field_, _, _, ours, _ = LINKS[spec.entity][0]
             checks.append((f"{q(field_)} IS NULL", "reference-unknown",
@@ -456,7 +475,7 @@ class Ingest:
                         for label in (re.split(r";", value) if f.type == "multi" else [value]):
                             counts[label] = counts.get(label, 0) + int(k)
                     problem["unknown"] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:50])
-                    problem["codes"] = list(VOCABS[f.vocab])
+                    problem["codes"] = self.manifest.vocab.codes(f.vocab)
                 self.problems.append(problem)
 
     # -- shared steps -------------------------------------------------------------------------------------
@@ -689,12 +708,30 @@ def _with_templates(frame: pa.Table, templates: list[str]) -> pa.Table:
     return frame
 
 
-def _multi(values: pa.Array, vocab: str, own: dict[str, str] | None = None) -> tuple[pa.Array, pa.Array]:
+def _two_level(entity: Entity) -> list[tuple]:
+    """(item field, class field) pairs of two-level vocabularies (events: type under class)."""
+    by_vocab = {f.vocab: f for f in entity.fields if f.vocab}
+    return [(f, by_vocab[TOP_LEVEL[f.vocab]]) for f in entity.fields
+            if f.vocab in TOP_LEVEL and TOP_LEVEL[f.vocab] in by_vocab]
+
+
+def _lookup(own: Vocabularies, db_terms: Vocabularies) -> list[tuple[str, str, str]]:
+    """Spelling → code rows: the manifest's vocabularies first, then terms other deliveries stored; one code per
+    spelling (the join on them must never multiply a row)."""
+    seen: dict[tuple[str, str], str] = {}
+    for vocab, label, code in [*own.lookup_rows(), *db_terms.lookup_rows()]:
+        seen.setdefault((vocab, label), code)
+    return [(v, label, code) for (v, label), code in seen.items()]
+
+
+def _multi(values: pa.Array, vocab: str, terms: list[tuple[str, str, str]],
+           own: dict[str, str] | None = None) -> tuple[pa.Array, pa.Array]:
     """Split ';'/'、'-separated labels into ';'-joined codes; the unknown labels go to the second array.
 
-    `own`: the source's value map (manifest `values:`), tried before the built-in labels.
+    `terms`: the (vocab, spelling, code) lookup rows; `own`: the source's value map (manifest `values:`),
+    tried before them.
     """
-    lookup = {label.lower(): code for code, labels in VOCABS[vocab].items() for label in (code, *labels)}
+    lookup = {label: code for v, label, code in terms if v == vocab}
     lookup |= {str(label).lower(): code for label, code in (own or {}).items()}
     enc = pc.dictionary_encode(values)
     codes, bad = [], []
