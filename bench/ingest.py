@@ -103,6 +103,45 @@ def _bench(args, pg_url: str | None) -> None:
     print(f"throughput     {rows / wall:,.0f} rows/s end to end")
     reconciled = all(s["read"] == s["loaded"] + s["quarantined"] for s in first["sources"])
     print(f"reconciles     {'every source: read = loaded + quarantined' if reconciled else 'NO — a bug'}")
+    _address_stages(first, sample, url)
+
+
+def _address_stages(report: dict, sample: Path, url: str) -> None:
+    """Rows per address-matching stage, the rate of each stage over the rows that reach it, and false matches
+    against the generator's truth (address_truth.csv: each person's building, empty for the planted traps)."""
+    import pandas as pd
+
+    sources = [s for s in report["sources"] if s.get("addresses")]
+    print()
+    print("address matching (README#address-matching): rows per stage; rows/s over the rows that reach the stage")
+    print(f"{'source':<18}{'rows':>9}{'parse/s':>11}{'exact':>9}{'/s':>11}{'parsed':>8}{'/s':>11}{'fuzzy':>7}"
+          f"{'/s':>11}{'ambig.':>8}{'unmatched':>10}")
+    for s in sources:
+        a, sec = s["addresses"], s["address_seconds"]
+        total = sum(a.values())
+        reach = {"exact": total, "parsed": total - a.get("exact", 0),
+                 "fuzzy": total - a.get("exact", 0) - a.get("parsed", 0)}
+
+        def rate(n, t):
+            return f"{n / t:>11,.0f}" if t > 0 else f"{'—':>11}"
+        print(f"{s['name']:<18}{total:>9,}{rate(total, sec.get('parse', 0))}{a.get('exact', 0):>9,}"
+              f"{rate(reach['exact'], sec.get('exact', 0))}{a.get('parsed', 0):>8,}"
+              f"{rate(reach['parsed'], sec.get('parsed', 0))}{a.get('fuzzy', 0):>7,}"
+              f"{rate(reach['fuzzy'], sec.get('fuzzy', 0))}{a.get('ambiguous', 0):>8,}{a.get('unmatched', 0):>10,}")
+    truth = pd.read_csv(sample / "address_truth.csv", dtype=str).fillna("")
+    sys.path.insert(0, str(ROOT))
+    import brain
+
+    db = brain.connect(url, read_only=True)
+    try:
+        got = db.frame("SELECT source_id AS person_id, building_id FROM people")
+    finally:
+        db.close()
+    both = truth.merge(got, on="person_id")
+    wrong = int((both["building_id"] != "buildings:" + both["building"]).sum())
+    traps = int((truth["building"] == "").sum())
+    print(f"false matches  {wrong} of {len(both):,} people loaded (the {traps:,} planted unmatchable addresses, traps "
+          f"included, must all be quarantined)   target 0   {'OK' if wrong == 0 else 'MISSED'}")
 
 
 if __name__ == "__main__":
