@@ -9,9 +9,11 @@ import json
 from datetime import date, datetime
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from brain.backend import Backend, lonlat_point, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
-from brain.ingest.address import normalise_address
+from brain.ingest.address import normalise_address, normalise_addresses
 from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, grouped_counts, unit_of
 from brain.model import ENTITIES, LEVELS, VOCABS
 from brain.scope import Scope, allowed, disclosure, scope_filter, visible_fields
@@ -210,19 +212,24 @@ SEARCHED = (("buildings", "address"), ("organisations", "name"), ("people", "nam
 
 
 def search(db: Backend, scope: Scope, text: str, limit: int = 20, clock: Clock | None = None) -> list[dict[str, Any]]:
-    """Buildings by address, organisations by name and (for roles with personal access) people by name, in scope.
+    """Buildings by address, organisations by name and (for roles with personal access) people by name, in scope,
+    best first.
 
-    Addresses are matched as ingest matches them: the text is normalised as a register's address is
-    (`解放路５号`, `解放路五号`, `解放路5号1幢` all find 解放路5号…), best first: the same building key, then keys that
-    begin with it, then the text anywhere. Names are matched literally. A person comes with their address and
-    age band, so that namesakes can be told apart.
+    Addresses are parsed as ingest parses them (`解放路５号`, `解放路五号`, `解放路5号1幢` all find 解放路5号…;
+    `翠湖花园3栋` the building of that estate; `Mannerheimintie 5` in the generic locale) and every hit gets a score
+    (0–100): 100 for the same building key, else the `rapidfuzz` ratio of the normalised query and address (or
+    name). A number is whole: 5号 never finds 51号. A person comes with their address and age band, so that
+    namesakes can be told apart.
     """
     text = (text or "").strip()
     if not text:
         return []
     if len(text) > 100:
         raise BadRequest("search for at most 100 characters")
-    norm = normalise_address(text).norm or text
+    zh = any("\u3400" <= c <= "\u9fff" for c in text)
+    parsed = normalise_addresses([text], "zh" if zh else "generic").to_pylist()[0]
+    norm, key = parsed["norm"] or text, parsed["key"]
+    estate = (parsed["estate_key"] or "").split("|")[0] or None
     out: list[dict[str, Any]] = []
     for table, column in SEARCHED:
         if not allowed(scope, "read-features", table):
@@ -230,22 +237,30 @@ def search(db: Backend, scope: Scope, text: str, limit: int = 20, clock: Clock |
         where, params = scope_filter(scope, "t")
         col = f"t.{quote_ident(column)}"
         # strpos, not LIKE: the user's text is matched literally, % and _ included
-        hit, rank, extra = f"strpos(lower({col}), lower(?)) > 0", f"length({col})", ""
-        args = [text]
+        hit, extra, args = f"strpos(lower({col}), lower(?)) > 0", "", [text]
         if table == "buildings":
-            hit = f"({hit} OR strpos(t.addr_key, ?) = 1)"
-            rank = f"CASE WHEN t.addr_key = ? THEN 0 WHEN strpos(t.addr_key, ?) = 1 THEN 1 ELSE 2 END, length({col})"
-            args = [text, norm]
+            hit = f"({hit} OR t.addr_key = ? OR strpos(t.addr_key, ?) = 1 OR strpos(t.name, ?) > 0)"
+            args = [text, key or norm, norm, estate or text]
+            extra = ", t.addr_key, t.name"
         elif table == "people":
             extra = ", t.address, CAST(t.birth_date AS VARCHAR) AS birth_date"
+        # a first cut in SQL (the shortest labels first), scored and ranked below
         rows = _rows(db, f"SELECT t.id, {col} AS label, t.lon, t.lat, t.grid_code{extra} FROM {quote_ident(table)} t "
-                         f"WHERE {hit} AND {where} ORDER BY {rank}, t.id LIMIT ?",
-                     args + params + ([norm, norm] if table == "buildings" else []) + [limit])
+                         f"WHERE {hit} AND {where} ORDER BY length({col}), t.id LIMIT ?",
+                     args + params + [max(limit * 5, 100)])
         for r in rows:
+            if table == "buildings":
+                addr_key, name = r.pop("addr_key"), r.pop("name")
+                mine = normalise_address(r["label"], "zh" if zh else "generic").norm or r["label"]
+                r["score"] = 100.0 if key and addr_key == key else round(max(
+                    fuzz.ratio(norm, mine), fuzz.ratio(text, name) if name else 0.0), 1)
+            else:
+                r["score"] = round(fuzz.ratio(text.lower(), (r["label"] or "").lower()), 1)
             if table == "people":
                 r["detail"] = " · ".join(x for x in (r.pop("address"), _age_band(r.pop("birth_date"), clock)) if x)
             out.append({"kind": table, **r})
-    return out
+    out.sort(key=lambda h: (-h["score"], len(h["label"] or ""), h["id"]))
+    return out[:limit]
 
 
 def _age_band(birth: str | None, clock: Clock | None) -> str | None:

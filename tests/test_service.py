@@ -256,6 +256,16 @@ def test_search_normalises_addresses_as_ingest_does_and_tells_namesakes_apart(se
     text = f"{road}{number}号"
     hits = [h for h in get(server, "/search", analyst, q=text).json() if h["kind"] == "buildings"]
     assert hits and all(keys[h["id"]].startswith(text) or text in h["label"] for h in hits)
+    # ranked by score, best first; the estate form finds the estate's building
+    ranked = get(server, "/search", analyst, q=f"{road}{number}号{block}栋").json()
+    assert ranked[0]["score"] == 100 and [h["score"] for h in ranked] == sorted((h["score"] for h in ranked),
+                                                                                  reverse=True)
+    db = brain.connect(f"duckdb:///{served_db[2]}", read_only=True)
+    bid, name = db.query("SELECT id, name FROM buildings WHERE name <> '' ORDER BY id LIMIT 1")[0]
+    db.close()
+    estate = re.fullmatch(r"(.+?)(\d+)栋", name)
+    hits = get(server, "/search", analyst, q=f"{estate[1]}{estate[2]}栋2单元301").json()
+    assert hits and hits[0]["id"] == bid, (name, hits[:2])
     people = [h for h in get(server, "/search", analyst, q=person[0]).json() if h["kind"] == "people"]
     assert people and all(re.search(r"\d+(–\d+|\+)$", h["detail"]) for h in people)
     assert any(h["detail"].startswith(person[1]) for h in people)
