@@ -103,6 +103,11 @@ def _bench(args, pg_url: str | None) -> None:
     print(f"throughput     {rows / wall:,.0f} rows/s end to end")
     reconciled = all(s["read"] == s["loaded"] + s["quarantined"] for s in first["sources"])
     print(f"reconciles     {'every source: read = loaded + quarantined' if reconciled else 'NO — a bug'}")
+    planted = json.loads((sample / "planted.json").read_text(encoding="utf-8"))["planted"]
+    off = [s["name"] for s in first["sources"] if s["reasons"] != {
+        k: v for k, v in planted.get(s["name"], {}).items() if not k.startswith("repaired:")}]
+    print(f"quarantine     {'exactly the planted dirt, per source and reason' if not off else 'NOT the planted dirt in '}"
+          f"{', '.join(off)}")
     _address_stages(first, sample, url)
 
 

@@ -68,7 +68,6 @@ EVENT_TYPES = {
 ESTATE_WORDS = ["翠湖", "锦绣", "碧桂", "金沙", "丽景", "华庭", "怡景", "御景", "雅苑", "春晖", "绿荫", "金域", "紫荆",
                 "枫林", "桃源", "星河", "海棠", "凤凰", "东湖", "云山"]
 ESTATE_SUFFIX = ["花园", "小区", "苑", "新村", "家园"]
-CN_ORDINALS = ["", "二", "三", "四", "五", "六", "七", "八", "九", "十"]
 DATE_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y年%m月%d日 %H时%M分", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S"]
 FULLWIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
 
@@ -777,9 +776,20 @@ class SampleWriter:
 def _estate_name(k: int) -> str:
     """The k-th estate name: 翠湖花园, 锦绣花园, …, then 翠湖小区…, then 翠湖花园二期…"""
     w, sfx = len(ESTATE_WORDS), len(ESTATE_SUFFIX)
-    phase = k // (w * sfx)
-    ordinal = CN_ORDINALS[phase] if phase < len(CN_ORDINALS) else f"第{phase + 1}"
-    return f"{ESTATE_WORDS[k % w]}{ESTATE_SUFFIX[(k // w) % sfx]}{ordinal + '期' if ordinal else ''}"
+    phase = k // (w * sfx)  # 0: no phase; then 二期, 三期 … 十一期 … (Chinese numerals: digits would read as a number)
+    return f"{ESTATE_WORDS[k % w]}{ESTATE_SUFFIX[(k // w) % sfx]}{_cn_numeral(phase + 1) + '期' if phase else ''}"
+
+
+def _cn_numeral(n: int) -> str:
+    """1–999 in Chinese numerals (十一, 二十, 一百零五)."""
+    digits = "零一二三四五六七八九"
+    hundreds, tens, ones = n // 100, n // 10 % 10, n % 10
+    out = f"{digits[hundreds]}百" if hundreds else ""
+    if tens:
+        out += ("" if tens == 1 and not hundreds else digits[tens]) + "十"
+    elif hundreds and ones:
+        out += "零"
+    return out + (digits[ones] if ones else "")
 
 
 def _write_xlsx(df: pd.DataFrame, path: Path, sheet: str) -> None:

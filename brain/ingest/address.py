@@ -21,6 +21,7 @@ import re
 import unicodedata
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -106,8 +107,11 @@ def _rich_zh(text: str) -> dict | None:
     if m is None or not _HAN.search(text):  # no Chinese at all: the generic parser's, never an 'estate'
         return None
     g = {k: (v or None) for k, v in m.groupdict().items()}
-    g = {k: (re.sub(r"^0+(\d)", r"\1", v) if v and k in ("no", "zhi", "bldg", "unit", "room") else v)
-         for k, v in g.items()}
+    for k in ("no", "zhi", "bldg", "unit", "room"):
+        if g[k] and g[k][0] == "0":  # leading zeros: 012号 is 12号
+            g[k] = g[k].lstrip("0") or "0"
+            if not g[k][0].isdigit():
+                g[k] = "0" + g[k]
     estate = g["estate"]
     if g["road"] is None and not estate:
         return None
@@ -169,12 +173,15 @@ def _normalise_zh(values: pa.Array) -> pa.Table:
     rest = pc.indices_nonzero(pc.and_(pc.invert(out.column("simple")), pc.invert(pc.fill_null(blank, True))))
     if len(rest) == 0:
         return out
-    rows = out.to_pylist()
-    for i in rest.to_pylist():
-        parsed = _rich_zh(rows[i]["norm"])
+    # Only the values the kernels could not parse go through Python; the rest stay columnar.
+    rows = out.take(rest).to_pylist()
+    for row in rows:
+        parsed = _rich_zh(row["norm"])
         if parsed:
-            rows[i].update(parsed)
-    return pa.Table.from_pylist(rows, schema=out.schema)
+            row.update(parsed)
+    keep = pc.indices_nonzero(pc.invert(pc.is_in(pa.array(np.arange(len(out))), value_set=rest)))
+    both = pa.concat_tables([out.take(keep), pa.Table.from_pylist(rows, schema=out.schema)])
+    return both.take(np.argsort(np.concatenate([keep.to_numpy(), rest.to_numpy()]), kind="stable"))
 
 
 def _normalise_generic(values: pa.Array) -> pa.Table:

@@ -73,6 +73,7 @@ class BuildingIndex:
         self.by_number: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (no, bldg) → (road, id)
         self.by_bldg: dict[str, list[tuple[str, str]]] = defaultdict(list)  # bldg → (estate, id)
         self.address_of = dict(zip(buildings["id"], buildings["address"]))
+        self.unique: dict[str, str] = {}  # key → the one building that has it (keys two share are not here)
         ids = buildings["id"].tolist()
         parsed = building_keys(buildings["address"].astype(object).where(buildings["address"].notna(), None).tolist())
         named = normalise_addresses(buildings["name"].astype(object).where(buildings["name"].notna(), None).tolist())
@@ -85,6 +86,7 @@ class BuildingIndex:
                 self.estates[ek].append(bid)
                 estate, _, bldg = ek.partition("|")
                 self.by_bldg[bldg].append((estate, bid))
+        self.unique = {k: ids[0] for k, ids in self.keys.items() if len(ids) == 1}
 
     @classmethod
     def load(cls, db) -> "BuildingIndex":
@@ -106,8 +108,7 @@ def match_addresses(index: BuildingIndex, values, locale: str = "zh") -> tuple[p
     t = time.perf_counter()
     distinct, indices = parse_distinct(values, locale)
     seconds = {"parse": time.perf_counter() - t, "exact": 0.0, "parsed": 0.0, "fuzzy": 0.0}
-    rows = distinct.to_pylist()
-    n = len(rows)
+    n = len(distinct)
     out = {"building_id": [None] * n, "stage": [None] * n, "score": [None] * n, "detail": [None] * n}
 
     def take(i, ids, stage, score=100.0):
@@ -117,20 +118,22 @@ def match_addresses(index: BuildingIndex, values, locale: str = "zh") -> tuple[p
             out["stage"][i] = "ambiguous"
             out["detail"][i] = f"{len(ids)} buildings fit: {index.describe(ids)}"
 
-    t, rest = time.perf_counter(), []
-    for i, r in enumerate(rows):  # 1: the common form's key
-        if r["norm"] is None:  # no address at all: not this matcher's to judge
-            continue
-        if r["simple"] and r["key"] in index.keys:
-            take(i, index.keys[r["key"]], "exact")
-        else:
-            rest.append(i)
+    # 1: the common form's key, vectorised (most of a register); the rest row by row
+    t = time.perf_counter()
+    keys = pd.Series(distinct.column("key").to_numpy(zero_copy_only=False), dtype=object)
+    found = keys.map(index.unique).to_numpy()
+    exact = distinct.column("simple").to_numpy(zero_copy_only=False).astype(bool) & pd.notna(found)
+    for i in np.flatnonzero(exact):
+        out["building_id"][i], out["stage"][i], out["score"][i] = found[i], "exact", 100.0
+    present = distinct.column("norm").is_valid().to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(present & ~exact)
+    rows = dict(zip(rest.tolist(), distinct.take(pa.array(rest, pa.int64())).to_pylist()))
     seconds["exact"] = time.perf_counter() - t
     t, later = time.perf_counter(), []
-    for i in rest:  # 2: the richer parse's key, then its estate key
-        key, ek = rows[i]["key"], rows[i]["estate_key"]
+    for i, r in rows.items():  # 2: the richer parse's key (or a common key two buildings share), then the estate's
+        key, ek = r["key"], r["estate_key"]
         if key is not None and key in index.keys:
-            take(i, index.keys[key], "parsed")
+            take(i, index.keys[key], "exact" if r["simple"] else "parsed")
         elif ek is not None and ek in index.estates:
             take(i, index.estates[ek], "parsed")
         else:
