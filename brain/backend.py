@@ -71,6 +71,11 @@ def lonlat_point(db: Backend, x: str, y: str) -> str:
     return f"ST_SetSRID(ST_Point({x}, {y}), 4326)" if db.dialect == "postgis" else f"ST_Point({x}, {y})"
 
 
+def lonlat_box(db: Backend) -> str:
+    """SQL for a WGS84 box from four bound values (xmin, ymin, xmax, ymax), comparable with the `geom` columns."""
+    return "ST_MakeEnvelope(?, ?, ?, ?, 4326)" if db.dialect == "postgis" else "ST_MakeEnvelope(?, ?, ?, ?)"
+
+
 def as_wkb(db: Backend, expr: str) -> str:
     """SQL for a geometry expression as WKB bytes (PostGIS spells it ST_AsBinary, DuckDB ST_AsWKB)."""
     return f"ST_AsBinary({expr})" if db.dialect == "postgis" else f"ST_AsWKB({expr})"

@@ -18,7 +18,8 @@ import shapely
 from brain.backend import Backend, quote_ident
 from brain.errors import BadRequest, Forbidden, NotFound
 from brain.model import LEVELS, VOCABS
-from brain.scope import Disclosure, Scope, allowed, disclosure, scope_filter, snap_to_grids, snaps_areas
+from brain.scope import (Disclosure, Scope, allowed, disclosure, in_scope, scope_filter, snap_to_grids,
+                         snaps_areas)
 
 
 def sql_literal(value: str) -> str:
@@ -210,8 +211,7 @@ def unit_of(db: Backend, scope: Scope, code: str) -> tuple[str, str, str]:
     if not rows:
         raise NotFound(f"no admin unit {code!r}")
     row = rows[0]
-    codes = dict(zip(LEVELS, row[3:]))
-    if codes.get(scope.user.unit_level) != scope.user.unit_code:
+    if not in_scope(scope, dict(zip(LEVELS, row[3:]))):
         raise Forbidden(f"unit {code} lies outside your scope ({scope.user.unit_level} {scope.user.unit_code})")
     return row[0], row[1], row[2]
 

@@ -16,7 +16,7 @@ from brain.errors import BadRequest, Forbidden, NotFound
 from brain.ingest.address import normalise_address, normalise_addresses
 from brain.metrics import AGE_BANDS, OVERDUE_CLOSE, OVERDUE_RESPOND, Clock, grouped_counts, unit_of
 from brain.model import ENTITIES, LEVELS, VOCABS
-from brain.scope import Scope, allowed, disclosure, scope_filter, visible_fields
+from brain.scope import Scope, allowed, disclosure, in_scope, scope_filter, visible_fields
 
 
 def _json(v: Any) -> Any:
@@ -76,7 +76,7 @@ def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_l
     if not rows:
         raise NotFound(f"no building {building_id!r}")
     b = rows[0]
-    if b[scope.level_column] != scope.user.unit_code:
+    if not in_scope(scope, {lv: b[f"{lv}_code"] for lv in LEVELS}):
         raise Forbidden(f"building {building_id} lies outside your scope "
                         f"({scope.user.unit_level} {scope.user.unit_code})")
     where, params = scope_filter(scope, "t")

@@ -9,7 +9,7 @@ import shapely
 
 from brain.auth import User
 from brain.backend import Backend, as_wkb, quote_ident
-from brain.model import ENTITIES, Entity
+from brain.model import ENTITIES, LEVELS, Entity
 
 
 @dataclass(frozen=True)
@@ -19,23 +19,32 @@ class Scope:
     user: User
 
     @property
-    def level_column(self) -> str:
-        """The placement column that the scope filters on (e.g. community_code)."""
-        return f"{self.user.unit_level}_code"
-
-    @property
     def key(self) -> tuple[str, str, str]:
         """What a cache must key on so that no scope ever sees another's results."""
         return (self.user.role.name, self.user.unit_level, self.user.unit_code)
 
 
-def scope_filter(scope: Scope, alias: str = "t") -> tuple[str, list]:
-    """SQL predicate (with bound parameters) keeping only rows placed inside the scope's unit.
+def scope_sql(level: str, alias: str = "t") -> str:
+    """The row scope of a unit of `level`, as SQL with one `?` for the unit's code: the one place it is written.
 
-    One equality on a placement column: rows carry all four level codes since ingest, so no list of unit
-    codes is ever built (DuckDB skips its R-tree on long IN lists).
+    One equality on a placement column: rows (and admin units) carry all four level codes since ingest, so no
+    list of unit codes is ever built (DuckDB skips its R-tree on long IN lists). Cached SQL (tiles, the reader)
+    uses it as it is; `scope_filter` binds it to a scope.
     """
-    return f"{quote_ident(alias)}.{quote_ident(scope.level_column)} = ?", [scope.user.unit_code]
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}")
+    return f"{quote_ident(alias)}.{quote_ident(level + '_code')} = ?"
+
+
+def scope_filter(scope: Scope, alias: str = "t") -> tuple[str, list]:
+    """SQL predicate (with bound parameters) keeping only rows placed inside the scope's unit."""
+    return scope_sql(scope.user.unit_level, alias), [scope.user.unit_code]
+
+
+def in_scope(scope: Scope, codes: dict[str, str | None]) -> bool:
+    """Whether a row placed at these codes ({level: code}, as its placement columns say) lies in the scope's unit:
+    `scope_sql` for one row already read."""
+    return codes.get(scope.user.unit_level) == scope.user.unit_code
 
 
 def visible_fields(scope: Scope, entity: Entity | str) -> list[str]:

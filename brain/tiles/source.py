@@ -155,7 +155,7 @@ class TileSource:
             fields = part.visible_fields(scope) if mode == "features" else ()
             dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(
                 INDICATORS[n].table for n in part.aggregate)) if mode == "aggregate" else ()
-            q = tile_query(part, mode, fields, scope.level_column, clip, self.db.dialect, dis)
+            q = tile_query(part, mode, fields, scope.user.unit_level, clip, self.db.dialect, dis)
             out.append((q.sql, [v for name in q.params for v in values[name]]))
         return out
 
