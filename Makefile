@@ -49,7 +49,7 @@ demo: sample
 	@echo
 	@echo "The one map's database: data/brain.duckdb (DuckDB + spatial). Report: data/report.json"
 	@echo "Quarantined rows, with reasons:  $(BRAIN) quarantine --db $(DB)"
-	@echo "Query it yourself:               $(PY) -c \"import brain; db = brain.connect('$(DB)'); print(db.frame('SELECT * FROM people LIMIT 5'))\""
+	@echo "Read it as a user (server stopped): $(PY) -c \"import brain; s = brain.open('$(DB)', user='demo-community-staff'); print(s.layer('people').head())\""
 	@echo
 	$(BRAIN) users demo --db $(DB) --base-url http://$(HOST):$(PORT)
 	@echo

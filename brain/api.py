@@ -34,19 +34,23 @@ from brain.settings import Settings
 ADMIN_NAME = "(admin)"
 
 
-def open(url: str | None = None, *, token: str | None = None, user: str | None = None, admin: bool = False,
+def open(url: str | None = None, *, token: str | None = None, user: str | None = None, role: str | None = None,
+         unit: str | None = None, admin: bool = False,
          as_of: datetime | None = None) -> "Session":  # noqa: A001 — brain.open, as the README names it
-    """A session reading `url` as one user: by `token` (as the service is asked), by `user` name (whoever holds
-    the database file could read it anyway; the name only picks whose scope), or unscoped with `admin=True`.
+    """A session reading `url` as one user: by `token` (as the service is asked), by `user` name, as a `role` of a
+    `unit` (what any user of that role there would read: exports for a portal are made so), or unscoped with
+    `admin=True`. Names, roles and units only pick whose scope: whoever holds the database could read it all.
 
     `as_of`: the clock overdue is judged against (default: BRAIN_AS_OF, or now).
     """
-    if sum(bool(x) for x in (token, user, admin)) != 1:
-        raise BadRequest("open as exactly one of: token=…, user=… or admin=True")
+    if sum(bool(x) for x in (token, user, role or unit, admin)) != 1:
+        raise BadRequest("open as exactly one of: token=…, user=…, role=… with unit=…, or admin=True")
     settings = Settings()
     db = connect(url or settings.db)
     try:
-        if admin:
+        if role or unit:
+            who = as_role(db, role, unit)
+        elif admin:
             district = db.query("SELECT code FROM admin_units WHERE level = 'district' ORDER BY code LIMIT 1")
             if not district:
                 raise NotFound("the database holds no district yet: ingest a delivery first")
@@ -65,6 +69,20 @@ def open(url: str | None = None, *, token: str | None = None, user: str | None =
     clock = Clock(as_of, settings.respond_limit_hours * 3600, settings.close_limit_hours * 3600) if as_of \
         else Clock.from_settings(settings)
     return Session(db, Scope(who), clock)
+
+
+def as_role(db: Backend, role: str | None, unit: str | None) -> User:
+    """A user of `role` bound to `unit` (no account needed): the scope any such user would have."""
+    if not role or not unit:
+        raise BadRequest("give both a role and a unit")
+    if role not in ROLES:
+        raise BadRequest(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    rows = db.query("SELECT level FROM admin_units WHERE code = ?", [unit])
+    if not rows:
+        raise NotFound(f"no admin unit {unit!r}")
+    if rows[0][0] != ROLES[role].level:
+        raise BadRequest(f"a {role} is bound to a {ROLES[role].level}, and {unit} is a {rows[0][0]}")
+    return User(f"({role} of {unit})", ROLES[role], unit, rows[0][0])
 
 
 class Session:

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from brain.errors import BrainError
@@ -28,6 +28,11 @@ db_app = typer.Typer(help="Create and inspect the database.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="Users, their roles and the unit each is bound to.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+export_app = typer.Typer(
+    help="Exports for other portals and planners, exactly as one user sees the map: as a user (--token, --user) "
+         "or as any user of a role in a unit (--role ROLE --unit CODE). Written beside the target and renamed at "
+         "the end: an error or Ctrl-C leaves no file.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 # Piped output (make, CI, logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -424,6 +429,101 @@ def users_demo(db: str = typer.Option("duckdb:///data/brain.duckdb", help=DB_HEL
     console.print("Sign in to the one map (dashboards) with these links; the API takes the same tokens:")
     for name, _, _, token in rows:
         print(f"{name:<24} {base_url}/?token={token}")
+
+
+def _as_user(db: str, token: str | None, user: str | None, role: str | None, unit: str | None):
+    """The session an export reads through (brain.api.open), or one line and exit 2."""
+    from brain.api import open as open_session
+
+    try:
+        return open_session(db, token=token, user=user, role=role, unit=unit)
+    except BrainError as exc:
+        _fail(exc)
+
+
+def _format(fmt: str | None, out: Path, formats: dict[str, str]) -> str:
+    if fmt is None:
+        fmt = next((f for f, ext in formats.items() if out.suffix.lower() == ext), None)
+        if fmt is None:
+            _fail(f"cannot tell the format from {out.name!r}: add --format ({' | '.join(formats)})")
+    if fmt not in formats:
+        _fail(f"unknown format {fmt!r}: one of {', '.join(formats)}")
+    return fmt
+
+
+# who an export reads as (the same options for each export)
+AS_TOKEN = typer.Option(None, "--token", help="Export as the user of this token (what they are served)")
+AS_USER = typer.Option(None, "--user", help="Export as this user (by name)")
+AS_ROLE = typer.Option(None, "--role", help="Export as any user of this role bound to --unit: district_analyst, "
+                                            "street_staff, community_staff, grid_worker or portal")
+AS_UNIT = typer.Option(None, "--unit", help="The unit the --role is bound to (its level must be the role's)")
+EXPORT_DB = typer.Option("duckdb:///data/brain.duckdb", "--db", help=DB_HELP)
+
+
+@export_app.command("data")
+def export_data_cmd(
+    layer: str = typer.Option(..., help="Layer id (see GET /layers): units, buildings, people, organisations, party, "
+                                        "events, devices"),
+    out: Path = typer.Option(..., help="The file to write (.parquet, .gpkg, .geojson or .csv)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="geoparquet | gpkg | geojson | csv (default: from --out)"),
+    part: Optional[str] = typer.Option(None, help="The part of a layer with several (party: party_orgs, party_links)"),
+    token: Optional[str] = AS_TOKEN, user: Optional[str] = AS_USER, role: Optional[str] = AS_ROLE,
+    unit: Optional[str] = AS_UNIT, db: str = EXPORT_DB,
+) -> None:
+    """Write one layer as one user reads it: their features with only their role's fields, or — for a role that
+    may not read the rows one by one (a portal's people) — the per-grid counts its map shows, protected alike.
+
+    Example: brain export data --layer events --role community_staff --unit 440199001001 --out events.gpkg
+    CSV carries the geometry as WKT and opens in Excel (UTF-8 with BOM); GeoParquet carries its `geo` metadata.
+    """
+    from brain.export import DATA_FORMATS, export_data
+
+    fmt = _format(fmt, out, DATA_FORMATS)
+    session = _as_user(db, token, user, role, unit)
+    try:
+        n = export_data(session, layer, fmt, out, part=part)
+    except BrainError as exc:
+        _fail(exc)
+    finally:
+        session.close()
+    console.print(f"{n:,} rows of {shown(layer)} as {shown(session.scope.user.name)} → {shown(out)} ({fmt})")
+
+
+@export_app.command("tiles")
+def export_tiles_cmd(
+    layers: str = typer.Option(..., help="Comma-separated layer ids, as `buildings,events`"),
+    out: Path = typer.Option(..., help="The archive to write (.pmtiles or .mbtiles)"),
+    minzoom: int = typer.Option(10, help="Lowest zoom"),
+    maxzoom: int = typer.Option(16, help="Highest zoom"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="pmtiles | mbtiles (default: from --out)"),
+    token: Optional[str] = AS_TOKEN, user: Optional[str] = AS_USER, role: Optional[str] = AS_ROLE,
+    unit: Optional[str] = AS_UNIT, db: str = EXPORT_DB,
+) -> None:
+    """Write a tile archive of exactly what one user would be served, tile for tile (aggregated per grid below
+    each layer's detail zoom, as served), over their unit only; empty tiles are skipped.
+
+    Example: brain export tiles --layers buildings,events --role portal --unit 440199 --out portal.pmtiles
+    PMTiles v3 (tiles in tile-id order, TileJSON metadata with vector_layers) or MBTiles 1.3. No tile may exceed
+    500 KB: start at a higher --minzoom if one does.
+    """
+    from brain.export import TILE_FORMATS, export_tiles
+
+    fmt = _format(fmt, out, {f: f".{f}" for f in TILE_FORMATS})
+    session = _as_user(db, token, user, role, unit)
+    names = [x.strip() for x in layers.split(",") if x.strip()]
+    try:
+        with Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("tiles", total=None)
+            out_ = export_tiles(session, names, minzoom, maxzoom, fmt, out,
+                                progress=lambda i, n: bar.update(task, completed=i, total=n))
+    except BrainError as exc:
+        _fail(exc)
+    finally:
+        session.close()
+    console.print(f"{out_['tiles']:,} tiles ({out_['bytes'] / 2**20:.1f} MB, largest {out_['largest'] / 1024:.0f} KB) of "
+                  f"{', '.join(names)} as {shown(session.scope.user.name)}, z{minzoom}–{maxzoom}, in "
+                  f"{out_['seconds']:.1f} s → {shown(out)}")
 
 
 @app.command()

@@ -28,7 +28,7 @@ from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
 from brain.errors import BadRequest, BrainError, NotAuthenticated, TooLarge, http_status
 from brain.layers import derive
-from brain.layers.catalog import CATALOG, MVT_TYPES
+from brain.layers.catalog import CATALOG
 from brain.metrics import INDICATORS, Area, Clock, indicators, ranking, resources, unit_area
 from brain.schema import data_version, init_schema
 from brain.scope import Scope
@@ -46,7 +46,6 @@ SECURITY_HEADERS = [
 SESSION_COOKIE = "brain_session"
 AUTH_TTL = 5.0  # seconds a token → user lookup is reused; a removed user stops working within this
 MVT = "application/vnd.mapbox-vector-tile"
-JSON_TYPES = {"VARCHAR": "String", "BIGINT": "Number", "DOUBLE PRECISION": "Number", "BOOLEAN": "Boolean"}
 
 bearer = HTTPBearer(auto_error=False, description="API token printed by `brain users add`")
 token_query = APIKeyQuery(name="token", auto_error=False,
@@ -326,7 +325,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         return [{"name": i.name, "label": i.label, "group": i.group, "kind": i.kind, "table": i.table}
                 for i in INDICATORS.values()]
 
-    @app.get("/tiles/{layer}/tilejson.json", summary="TileJSON 3.0.0 of a layer, for this user")
+    @app.api_route("/tiles/{layer}/tilejson.json", methods=["GET", "HEAD"], summary="TileJSON 3.0.0 of a layer, for this user")
     def tilejson(request: Request, layer: str, scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
         spec = svc.tiles.layer(layer, scope)
@@ -334,17 +333,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         suffix = f"?token={request.query_params['token']}" if "token" in request.query_params else ""
         tree = queries.unit_tree(svc.db, scope, level=scope.user.unit_level, geometry=False)
         bbox = tree["features"][0]["bbox"] if tree["features"] else [-180, -85, 180, 85]
-        info = _layer_json(spec, scope, base)
-        vector_layers = []
-        for p in info["parts"]:
-            part = next(x for x in spec.parts if x.name == p["name"])
-            computed = {n for n, _ in part.computed}
-            fields = {f: "String" if f == "id" else "Boolean" if f in computed
-                      else JSON_TYPES[MVT_TYPES[part.field_type(f)]] for f in p["fields"]}
-            if p["aggregate"]:
-                fields.update({"code": "String", "name": "String"} | {a: "Number" for a in p["aggregate"]})
-            vector_layers.append({"id": p["name"], "fields": fields, "minzoom": spec.minzoom,
-                                  "maxzoom": spec.maxzoom, "description": spec.description})
+        vector_layers = spec.vector_layers(scope)
         _audit(request, layer=layer)
         return {"tilejson": "3.0.0", "name": spec.title, "description": spec.description, "scheme": "xyz",
                 "tiles": [f"{base}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt{suffix}"],
@@ -352,7 +341,8 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
                 "center": [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, max(spec.minzoom, 13)],
                 "vector_layers": vector_layers, "attribution": "brain"}
 
-    @app.get("/tiles/{layer}/{z}/{x}/{y}.mvt", summary="A Mapbox Vector Tile 2.1 of a layer, filtered to the user",
+    @app.api_route("/tiles/{layer}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"],
+                   summary="A Mapbox Vector Tile 2.1 of a layer, filtered to the user",
              response_class=Response, openapi_extra=TILE_OPENAPI,
              responses={200: {"content": {MVT: {}}}, 422: {"description": "z, x or y is not an integer"}})
     async def tile(request: Request):

@@ -246,6 +246,21 @@ def test_gzip_tilejson_and_determinism(server_nocache, served_db, truth):
                                                       "age_80_plus", "households"}
 
 
+def test_head_answers_tiles_and_tilejson_without_a_body(server_nocache, served_db, truth):
+    """Issue 13.5: GDAL and caches ask HEAD first; unknown non-page paths answer 404 JSON, never the page."""
+    user = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 14)
+    auth = {"Authorization": f"Bearer {user['token']}"}
+    for path in (f"/tiles/events/14/{t.x}/{t.y}.mvt", "/tiles/events/tilejson.json"):
+        get, head = (httpx.request(m, server_nocache.url + path, headers=auth) for m in ("GET", "HEAD"))
+        assert head.status_code == get.status_code == 200 and head.content == b"" and get.content
+        assert head.headers["content-type"] == get.headers["content-type"]
+    assert httpx.head(f"{server_nocache.url}/tiles/events/14/{t.x}/{t.y}.mvt").status_code == 401
+    missing = httpx.get(f"{server_nocache.url}/tiles/events/14/{t.x}/{t.y}.png", headers=auth)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/json")
+
+
 def test_event_tiles_flag_overdue_events_as_the_events_api_does(server, served_db):
     analyst = next(u for u in served_db[1].values() if u["role"] == "district_analyst")
     h = {"Authorization": f"Bearer {analyst['token']}"}

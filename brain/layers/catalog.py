@@ -17,6 +17,8 @@ from brain.scope import Scope, allowed, visible_fields
 #: MVT property types for the model's field types (ST_AsMVT takes VARCHAR/DOUBLE/BIGINT/BOOLEAN).
 MVT_TYPES = {"text": "VARCHAR", "category": "VARCHAR", "multi": "VARCHAR", "int": "BIGINT", "float": "DOUBLE PRECISION",
              "bool": "BOOLEAN", "timestamp": "VARCHAR", "date": "VARCHAR"}
+#: TileJSON field types of the MVT property types.
+JSON_TYPES = {"VARCHAR": "String", "BIGINT": "Number", "DOUBLE PRECISION": "Number", "BOOLEAN": "Boolean"}
 #: Field types of tables outside the model (admin units and derived tables).
 EXTRA_TYPES = {
     "admin_units": {"code": "text", "name": "text", "level": "text", "parent_code": "text", "area_m2": "float"},
@@ -86,6 +88,26 @@ class Layer:
     def visible(self, scope: Scope) -> bool:
         """Whether the scope gets anything from this layer at some zoom."""
         return any(self.mode(p, scope, self.maxzoom) for p in self.parts)
+
+    def vector_layers(self, scope: Scope, minzoom: int | None = None, maxzoom: int | None = None) -> list[dict]:
+        """TileJSON `vector_layers` of what this scope gets between two zooms (default: the layer's): each MVT
+        layer and its fields with their types (the features' fields, and the per-grid indicators where served)."""
+        lo, hi = max(self.minzoom, minzoom or 0), min(self.maxzoom, self.maxzoom if maxzoom is None else maxzoom)
+        out = []
+        for p in self.parts:
+            modes = {self.mode(p, scope, z) for z in range(lo, hi + 1)} - {None}
+            if not modes:
+                continue
+            fields: dict[str, str] = {}
+            if "features" in modes:
+                fields["id"] = "String"
+                fields.update({f: JSON_TYPES[MVT_TYPES[p.field_type(f)]] for f in p.visible_fields(scope)})
+                fields.update({n: "Boolean" for n, _ in p.computed})
+            if "aggregate" in modes:
+                fields.update({"code": "String", "name": "String"} | {a: "Number" for a in p.aggregate})
+            out.append({"id": p.name, "fields": fields, "minzoom": max(lo, p.minzoom), "maxzoom": hi,
+                        "description": self.description})
+        return out
 
 
 def _fields(entity: str, *skip: str) -> tuple[str, ...]:
