@@ -10,7 +10,7 @@ DB ?= duckdb:///data/brain.duckdb
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: browser postgis setup demo test sample bench bench-ingest bench-tiles bench-dashboard bench-postgis serve clean help
+.PHONY: browser postgis setup demo test sample bench bench-ingest bench-tiles bench-dashboard bench-postgis bench-export serve clean help
 
 help:
 	@echo "make demo   — set up, generate + ingest the sample district, create sample users, serve it (URLs printed)"
@@ -64,10 +64,13 @@ serve: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: bench-ingest bench-tiles bench-dashboard bench-postgis
+bench: bench-ingest bench-tiles bench-dashboard bench-postgis bench-export
 
 bench-ingest: setup
 	$(PY) bench/ingest.py
+
+bench-export: setup
+	$(PY) bench/export.py
 
 bench-tiles: setup
 	$(PY) bench/tiles.py

@@ -21,6 +21,7 @@ import mercantile
 import shapely
 
 from brain.api import Session
+from brain.archives import record
 from brain.backend import as_wkb
 from brain.errors import BadRequest, NotFound
 from brain.layers.catalog import CATALOG
@@ -123,6 +124,7 @@ def export_tiles(session: Session, layers: list[str], minzoom: int, maxzoom: int
             sink.finish(metadata)
         finally:
             sink.close()
+        record(out, scope, code, layers, minzoom, maxzoom, fmt)  # whose view it holds (brain.archives)
     session._audit(f"export-tiles:{fmt}", t0, layer=",".join(layers), target=code, features=written)
     return {"tiles": written, "bytes": total, "largest": largest, "seconds": round(time.perf_counter() - t0, 2),
             "planned": len(plan)}

@@ -16,11 +16,11 @@ import shapely
 from anyio import to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyQuery, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
-from brain import queries
+from brain import archives, queries
 from brain.areas import AreaLimits, parse_area
 from brain.areas import warm as warm_repair
 from brain.audit import AuditLog
@@ -364,6 +364,23 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
             data = t.gzip()
             headers["Content-Encoding"] = "gzip"
         return Response(data, media_type=MVT, headers=headers)
+
+    @app.get("/archives", summary="The exported tile archives this user may read (README#exports)")
+    def archive_list(request: Request, scope: Scope = Depends(scope_of)) -> list[dict]:
+        svc = _service(request)
+        out = archives.listing(svc.db, scope, svc.settings.archive_dir)
+        _audit(request, features=len(out))
+        return out
+
+    @app.api_route("/archives/{name}", methods=["GET", "HEAD"], response_class=Response,
+                   summary="One exported tile archive, by HTTP range (PMTiles clients read it so)")
+    def archive_file(request: Request, name: str, scope: Scope = Depends(scope_of)):
+        svc = _service(request)
+        _audit(request, target=name)  # audited with its name even when refused
+        path, media = archives.archive(svc.db, scope, svc.settings.archive_dir, name)
+        # Starlette answers Range (206, multiple ranges, 416) and HEAD from the file
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=60",
+                                                             "Vary": "Authorization, Cookie"})
 
     @app.get("/units", summary="The admin-unit tree in scope, as GeoJSON")
     def units(request: Request, level: Optional[str] = None, geometry: bool = True,

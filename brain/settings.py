@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+from typing import Optional
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAIN_", extra="ignore")
 
     db: str = "duckdb:///data/brain.duckdb"
+    archive_dir: Optional[Path] = Path("data/archives")
+    """The folder of exported tile archives served at /archives (`brain export tiles --out` into it)."""
     tile_cache_mb: int = 256
     """Memory for cached tiles; 0 turns the cache off."""
     respond_limit_hours: float = 2.0
