@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -75,7 +76,8 @@ def export_data(session: Session, layer: str, fmt: str, out: Path, *, unit: str 
 
 # -- tiles ------------------------------------------------------------------------------------------------------
 def export_tiles(session: Session, layers: list[str], minzoom: int, maxzoom: int, fmt: str, out: Path, *,
-                 unit: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+                 unit: str | None = None, progress: Callable[[int, int], None] | None = None,
+                 workers: int | None = None) -> dict:
     """Write the tiles this session's user would be served over a unit (default: their own), z minzoom–maxzoom.
 
     Only tiles over the unit are made, empty ones skipped. Returns {tiles, bytes, largest, seconds}.
@@ -109,9 +111,13 @@ def export_tiles(session: Session, layers: list[str], minzoom: int, maxzoom: int
     metadata = _tilejson(chosen, scope, poly, name, minzoom, maxzoom)
     with _atomic(out) as tmp:
         sink = _PMTiles(tmp, poly, minzoom, maxzoom) if fmt == "pmtiles" else _MBTiles(tmp)
+        def render(t) -> bytes:  # in a worker thread: each has its own cursor on the database
+            return b"".join(source.render(lay, scope, t.z, t.x, t.y, session.clock).data for lay in chosen)
+
+        # the database builds tiles on every core; they are written in tile-id order as they come back
+        pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
         try:
-            for i, t in enumerate(plan, 1):
-                data = b"".join(source.render(lay, scope, t.z, t.x, t.y, session.clock).data for lay in chosen)
+            for i, (t, data) in enumerate(zip(plan, pool.map(render, plan)), 1):
                 if data:
                     if len(data) > MAX_TILE_BYTES:
                         raise BadRequest(f"tile {t.z}/{t.x}/{t.y} holds {len(data):,} bytes, over the "
@@ -123,6 +129,7 @@ def export_tiles(session: Session, layers: list[str], minzoom: int, maxzoom: int
                     progress(i, len(plan))
             sink.finish(metadata)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             sink.close()
         record(out, scope, code, layers, minzoom, maxzoom, fmt)  # whose view it holds (brain.archives)
     session._audit(f"export-tiles:{fmt}", t0, layer=",".join(layers), target=code, features=written)
