@@ -42,24 +42,28 @@ def _user(served_db, role, k=0):
     return sorted((u for u in served_db.users.values() if u["role"] == role), key=lambda u: u["unit"])[k]
 
 
-@pytest.mark.parametrize("fmt", ["pmtiles", "mbtiles"])
-def test_a_community_archive_holds_its_features_and_fields_only(tmp_path, served_db, export_db, truth, fmt):
+@pytest.mark.parametrize("fmt, role, level", [("pmtiles", "street_staff", "street"),
+                                               ("mbtiles", "street_staff", "street"),
+                                               ("pmtiles", "community_staff", "community")])
+def test_an_archive_holds_its_units_features_and_its_roles_fields_only(tmp_path, served_db, export_db, truth, fmt,
+                                                                       role, level):
     units, placed = truth
-    staff = _user(served_db, "street_staff")
-    out = tmp_path / f"street.{fmt}"
+    staff = _user(served_db, role)
+    out = tmp_path / f"{role}.{fmt}"
     proc = run_cli("export", "tiles", "--layers", "events,buildings", "--minzoom", "14", "--maxzoom", "16",
-                   "--role", "street_staff", "--unit", staff["unit"], "--out", out, "--db", export_db)
+                   "--role", role, "--unit", staff["unit"], "--out", out, "--db", export_db)
     assert "tiles" in proc.stdout and out.exists() and not list(tmp_path.glob(".*partial*"))
     layers = {name for name, _ in pyogrio.list_layers(out)}
     assert {"events", "buildings"} <= layers
-    assert "reporter_phone" not in pyogrio.read_info(out, layer="events")["fields"]  # not this role's field
+    personal = "reporter_phone" in pyogrio.read_info(out, layer="events")["fields"]
+    assert personal == (role == "community_staff")  # a personal field: only for roles that read them
     fence = units[staff["unit"]].buffer(0.0005)
     # GDAL reads one zoom level of an archive (ZOOM_LEVEL), in EPSG:3857
     events = pyogrio.read_dataframe(out, layer="events", ZOOM_LEVEL="16").to_crs(4326)
     assert len(events) > 5 and events["id"].notna().all()
     filled = {c for c in events.columns if c != "geometry" and events[c].notna().any()}
-    assert filled <= ALLOWED["street_staff"]["events"] | {"mvt_id"}
-    assert all(placed[i]["street"] == staff["unit"] for i in events["id"])
+    assert filled <= ALLOWED[role]["events"] | {"mvt_id"}
+    assert all(placed[i][level] == staff["unit"] for i in events["id"])  # nothing of a neighbour
     assert all(fence.contains(g) for g in events.geometry)
     low = pyogrio.read_dataframe(out, layer="events", ZOOM_LEVEL="14")  # below the detail zoom: per grid
     assert len(low) > 0 and low["id"].isna().all() and low["code"].notna().all()
