@@ -115,7 +115,7 @@ def export_tiles(session: Session, layers: list[str], minzoom: int, maxzoom: int
             return b"".join(source.render(lay, scope, t.z, t.x, t.y, session.clock).data for lay in chosen)
 
         # the database builds tiles on every core; they are written in tile-id order as they come back
-        pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
+        pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 1))  # 2 per core: 48 vs 53 s (large)
         try:
             for i, (t, data) in enumerate(zip(plan, pool.map(render, plan)), 1):
                 if data:
