@@ -181,3 +181,30 @@ def test_an_unwritable_path_and_a_removed_users_token_leave_nothing(tmp_path, se
                    "--db", export_db, check=False)
     assert proc.returncode == 2 and "unknown or disabled token" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_archive_tile_is_the_tile_the_service_builds(tmp_path, served_db, export_db, monkeypatch):
+    """Where the database can (DuckDB), an export builds a zoom of a part in one statement: each tile must still be
+    byte for byte the tile `TileSource` builds alone — tiles cut along the unit's edge included."""
+    from pmtiles.reader import MmapSource, all_tiles
+
+    from brain.layers.catalog import CATALOG
+    from brain.settings import Settings
+    from brain.tiles.source import TileSource
+    from conftest import AS_OF
+
+    monkeypatch.setenv("BRAIN_AS_OF", AS_OF)  # the export's clock and the one below: overdue alike
+    layers = ["buildings", "events", "organisations", "party"]
+    for role in ("district_analyst", "community_staff"):
+        u = _user(served_db, role)
+        out = tmp_path / f"{role}.pmtiles"
+        run_cli("export", "tiles", "--layers", ",".join(layers), "--minzoom", "12", "--maxzoom", "17",
+                "--token", u["token"], "--out", out, "--db", export_db)
+        with open(out, "rb") as f:
+            got = {zxy: gzip.decompress(data) for zxy, data in all_tiles(MmapSource(f))}
+        assert len(got) > 20
+        with brain.open(export_db, token=u["token"], as_of=__import__("datetime").datetime.fromisoformat(AS_OF)) as s:
+            src = TileSource(s.db, Settings(tile_cache_mb=0))
+            for (z, x, y), data in got.items():
+                want = b"".join(src.render(CATALOG[lid], s.scope, z, x, y, s.clock).data for lid in layers)
+                assert data == want, (role, z, x, y)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import mercantile
+import pandas as pd
 import shapely
 from cachetools import LRUCache  # a size-bounded LRU keyed by bytes, with no reason to hand-write one
 
@@ -21,7 +22,7 @@ from brain.layers.catalog import CATALOG, Layer
 from brain.metrics import INDICATORS, Clock
 from brain.schema import data_version
 from brain.scope import Scope, disclosure
-from brain.tiles.sql import BUFFER, EXTENT, tile_query
+from brain.tiles.sql import BATCH_TILES, BUFFER, EXTENT, batch_query, tile_query
 
 MAX_ZOOM = 22
 
@@ -131,6 +132,13 @@ class TileSource:
         """(SQL, parameters) of each part the scope gets at this zoom; none outside the layer's zooms."""
         if not layer.minzoom <= z <= layer.maxzoom:
             return []
+        return [st for part in layer.parts if (st := self.part_statement(layer, part, scope, z, x, y, clock))]
+
+    def part_statement(self, layer: Layer, part, scope: Scope, z: int, x: int, y: int,
+                       clock: Clock) -> tuple[str, list] | None:
+        """(SQL, parameters) of one part of a tile, or None when the scope gets nothing of it there."""
+        if not layer.minzoom <= z <= layer.maxzoom:
+            return None
         b = mercantile.xy_bounds(x, y, z)
         pad = (b.right - b.left) * BUFFER / EXTENT
         values = {
@@ -141,23 +149,56 @@ class TileSource:
             "z": [z],
             "tile": [z, x, y],
         }
-        out = []
-        for part in layer.parts:
-            mode = layer.mode(part, scope, z)
-            if mode is None:
-                continue
-            clip = False
-            if part.clip and mode == "features":
-                where = self._where(scope, values["qenv"])
-                if where == "outside":  # cut along the scope's edge, every feature would be empty
-                    continue
-                clip = where == "edge"
-            fields = part.visible_fields(scope) if mode == "features" else ()
-            dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(
-                INDICATORS[n].table for n in part.aggregate)) if mode == "aggregate" else ()
-            q = tile_query(part, mode, fields, scope.user.unit_level, clip, self.db.dialect, dis)
-            out.append((q.sql, [v for name in q.params for v in values[name]]))
-        return out
+        mode = layer.mode(part, scope, z)
+        if mode is None:
+            return None
+        clip = False
+        if part.clip and mode == "features":
+            where = self._where(scope, values["qenv"])
+            if where == "outside":  # cut along the scope's edge, every feature would be empty
+                return None
+            clip = where == "edge"
+        fields = part.visible_fields(scope) if mode == "features" else ()
+        dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(
+            INDICATORS[n].table for n in part.aggregate)) if mode == "aggregate" else ()
+        q = tile_query(part, mode, fields, scope.user.unit_level, clip, self.db.dialect, dis)
+        return q.sql, [v for name in q.params for v in values[name]]
+
+    def batch(self, layer: Layer, part, scope: Scope, z: int, tiles: list, clock: Clock) -> dict | None:
+        """The features of one part in many tiles of zoom z, built in one statement (DuckDB): {(x, y): (mvt, n)}
+        for the tiles that hold any, each byte for byte the tile `render` builds alone. None when this part is
+        not served as features there, or on another backend (an export then builds tile by tile). Tiles that
+        straddle the scope's edge of a part cut along it are left to `render`: `batchable` says which.
+        """
+        if self.db.dialect != "duckdb" or not layer.minzoom <= z <= layer.maxzoom \
+                or layer.mode(part, scope, z) != "features":
+            return None
+        q = batch_query(part, part.visible_fields(scope), scope.user.unit_level)
+        rows = []
+        for t in tiles:
+            b = mercantile.xy_bounds(t.x, t.y, z)
+            pad = (b.right - b.left) * BUFFER / EXTENT
+            rows.append((t.x, t.y, b.left, b.bottom, b.right, b.top, b.left - pad, b.bottom - pad, b.right + pad,
+                         b.top + pad))
+        if not rows:
+            return {}
+        frame = pd.DataFrame(rows, columns=list(BATCH_TILES))
+        values = {"pre": [frame.qxmin.min(), frame.qymin.min(), frame.qxmax.max(), frame.qymax.max()], "z": [z],
+                  "unit": [scope.user.unit_code], "clock": [clock.as_of, clock.respond_s, clock.close_s]}
+        self.db.register("tiles_src", frame)
+        try:
+            got = self.db.query(q.sql, [v for name in q.params for v in values[name]])
+        finally:
+            self.db.unregister("tiles_src")
+        return {(int(x), int(y)): (bytes(data), int(n)) for x, y, data, n in got}
+
+    def batchable(self, part, scope: Scope, z: int, x: int, y: int) -> bool:
+        """Whether `batch` builds this tile of the part as `render` would (not one cut along the scope's edge)."""
+        if not part.clip:
+            return True
+        b = mercantile.xy_bounds(x, y, z)
+        pad = (b.right - b.left) * BUFFER / EXTENT
+        return self._where(scope, [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad]) == "inside"
 
     def _where(self, scope: Scope, qenv: list[float]) -> str:
         """Where the buffered tile lies against the scope's unit: 'inside', 'edge' or 'outside'.

@@ -92,5 +92,30 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level: str, clip:
     return TileQuery(sql, tuple(Q if n == "pre" else n for n in sel.params) + (E,))
 
 
+#: The tiles a batch builds: one row per tile, its envelope and buffered envelope in EPSG:3857.
+BATCH_TILES = ("x", "y", "xmin", "ymin", "xmax", "ymax", "qxmin", "qymin", "qxmax", "qymax")
+
+
+@lru_cache(maxsize=None)
+def batch_query(part: Part, fields: tuple[str, ...], level: str) -> TileQuery:
+    """SQL returning (x, y, mvt bytes, feature count) for the features of one part in many tiles of one zoom at
+    once (DuckDB): the tiles are a relation `tiles_src` (BATCH_TILES) joined to the reader's rows, each tile's
+    features encoded as `tile_query` encodes them alone — byte for byte the same tile, for tiles that do not
+    straddle the scope's edge (those are cut along it one by one). An export builds a zoom of a layer so.
+    """
+    sel = feature_select(part, fields, level, clip=False, geom="geom_3857",
+                         prefilter="ST_Intersects(t.geom_3857, ST_MakeEnvelope(?, ?, ?, ?))", zoom=True)
+    names = [c for c in sel.columns if c not in ("id", "geom")]
+    props = ", ".join(["'id': f.id"] + [f"{_q_str(n)}: f.{quote_ident(n)}" for n in names])
+    cols = ", ".join(f"r.{quote_ident(c)}" for c in sel.columns if c != "geom")
+    sql = (f"WITH {', '.join(sel.ctes)}, tl AS (SELECT * FROM tiles_src) "
+           f"SELECT f.x, f.y, ST_AsMVT({{'geometry': f.mvtgeom, {props}}}, {_q_str(part.name)}, {EXTENT}, 'geometry' "
+           f"ORDER BY f.id), count(*) FROM (SELECT tl.x, tl.y, {cols}, ST_AsMVTGeom(r.geom, "
+           f"ST_Extent(ST_MakeEnvelope(tl.xmin, tl.ymin, tl.xmax, tl.ymax)), {EXTENT}, {BUFFER}, true) AS mvtgeom "
+           f"FROM ({sel.body}) r JOIN tl ON ST_Intersects(r.geom, ST_MakeEnvelope(tl.qxmin, tl.qymin, tl.qxmax, "
+           f"tl.qymax))) f WHERE f.mvtgeom IS NOT NULL GROUP BY f.x, f.y")
+    return TileQuery(sql, sel.params)
+
+
 def _q_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
