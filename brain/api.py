@@ -132,13 +132,15 @@ class Session:
         return out
 
     def layer(self, layer_id: str, *, unit: str | None = None, bbox: tuple[float, float, float, float] | None = None,
-              part: str | None = None, zoom: int | None = None):
+              where: dict[str, Any] | None = None, part: str | None = None, zoom: int | None = None):
         """One part of a layer as a GeoDataFrame (EPSG:4326): its features with the fields this user may read, or,
         for users who may not read them one by one, its indicators per grid (protected as on the map).
 
         `unit`: only inside this unit (it must lie in the user's scope); `bbox`: only what intersects
-        (lon_min, lat_min, lon_max, lat_max); `part`: which part of a layer with several (default: the first
-        this user gets); `zoom`: read as the map does at this zoom (default: the layer's most detailed).
+        (lon_min, lat_min, lon_max, lat_max); `where`: {field: value or [values]} on fields this user reads
+        (`where={"status": ["reported", "dispatched"]}`; values are bound, never SQL); `part`: which part of a
+        layer with several (default: the first this user gets); `zoom`: read as the map does at this zoom
+        (default: the layer's most detailed).
         """
         import geopandas as gpd
         import shapely
@@ -160,6 +162,18 @@ class Session:
             alias = "u" if mode == "aggregate" else "t"
             pre.append(f"ST_Intersects({alias}.geom, {lonlat_box(self.db)})")
             values += [xmin, ymin, xmax, ymax]
+        if where:
+            readable = p.visible_fields(self.scope) if mode == "features" else ("code", "name")
+            for name, value in where.items():
+                if name not in readable:
+                    raise BadRequest(f"where: {name!r} is not a field you read in {layer.id}: one of "
+                                     f"{', '.join(readable)}")
+                values_of = list(value) if isinstance(value, (list, tuple, set)) else [value]
+                if not values_of:
+                    raise BadRequest(f"where: {name} needs at least one value")
+                alias = "u" if mode == "aggregate" else "t"
+                pre.append(f"CAST({alias}.{quote_ident(name)} AS VARCHAR) IN ({', '.join('?' * len(values_of))})")
+                values += [str(v).lower() if isinstance(v, bool) else str(v) for v in values_of]
         prefilter = " AND ".join(f"({w})" for w in pre)
         sel = self.select(layer, p, mode, zoom if zoom is not None else layer.maxzoom, prefilter)
         frame = self.db.frame(_wkb(self.db, sel), self.bind(sel, values, zoom if zoom is not None else layer.maxzoom))

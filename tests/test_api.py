@@ -85,6 +85,22 @@ def test_a_unit_and_a_bbox_narrow_the_read_inside_the_scope(served_db, api_url):
         assert 0 < len(part) < len(allb) and all(g.intersects(shapely.box(*box)) for g in part.geometry)
 
 
+def test_where_filters_on_readable_fields_with_bound_values(served_db, api_url):
+    staff = _user(served_db, "community_staff")
+    street = _user(served_db, "street_staff")
+    with brain.open(api_url, token=staff["token"], as_of=AS_OF_DT) as s:
+        every = s.layer("events")
+        some = s.layer("events", where={"status": ["reported", "dispatched"]})
+        assert 0 < len(some) < len(every) and set(some["status"]) <= {"reported", "dispatched"}
+        assert set(some["id"]) == set(every[every["status"].isin(["reported", "dispatched"])]["id"])
+        with pytest.raises(brain.BrainError, match="'overdue' is not a field you read"):  # computed, not stored
+            s.layer("events", where={"overdue": True})
+        assert s.layer("events", where={"status": "x' OR '1'='1"}).empty  # a value, never SQL
+    with brain.open(api_url, token=street["token"], as_of=AS_OF_DT) as s:
+        with pytest.raises(brain.BrainError, match="'reporter_phone' is not a field you read"):
+            s.layer("events", where={"reporter_phone": "13800000000"})
+
+
 def test_a_portal_reads_protected_grid_counts_not_people(served_db, api_url):
     portal = _user(served_db, "portal")
     with brain.open(api_url, token=portal["token"], as_of=AS_OF_DT) as s:
