@@ -25,7 +25,7 @@ from brain.audit import COLUMNS as AUDIT_COLUMNS
 from brain.backend import Backend, as_wkb, connect, lonlat_box, quote_ident
 from brain.errors import BadRequest, NotAuthenticated, NotFound
 from brain.layers.catalog import CATALOG, Layer, Part
-from brain.layers.reader import Select, aggregate_select, feature_select
+from brain.layers.reader import Select, aggregate_select, bind, feature_select
 from brain.metrics import Area, Clock, protect_area, unit_area
 from brain.model import LEVELS
 from brain.scope import Scope, disclosure, scope_sql
@@ -208,9 +208,7 @@ class Session:
 
     def bind(self, sel: Select, pre: list, z: int) -> list:
         """The select's parameter values for this user."""
-        values = {"unit": [self.scope.user.unit_code], "pre": pre, "z": [z],
-                  "clock": [self.clock.as_of, self.clock.respond_s, self.clock.close_s]}
-        return [v for name in sel.params for v in values[name]]
+        return bind(sel, self.scope.user.unit_code, self.clock, pre, z)
 
     # -- units, indicators and lists: the service's functions -------------------------------------------------------
     def units(self, level: str | None = None):

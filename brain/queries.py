@@ -6,7 +6,7 @@ Each takes a Scope and goes through `scope_filter` and `allowed`: what a role ma
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -133,8 +133,9 @@ def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_l
 
 def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None, cls: str | None = None,
            unit: str | None = None, overdue: bool | None = None, since: datetime | None = None,
-           until: datetime | None = None, page: int = 1, size: int = 50) -> dict[str, Any]:
-    """Events inside the scope, newest first, filtered and paged."""
+           until: datetime | None = None, page: int = 1, size: int = 50, area=None) -> dict[str, Any]:
+    """Events inside the scope, newest first, filtered and paged; `area` (a metrics.Area) narrows them to a unit,
+    a drawn polygon or whole grids."""
     if not allowed(scope, "read-features", "events"):
         raise Forbidden(f"role {scope.user.role.name} reads event counts, not single events: use /metrics")
     for value, vocab, what in ((status, "event_status", "status"), (cls, "event_class", "class")):
@@ -146,6 +147,10 @@ def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None
         _, _, level = unit_of(db, scope, unit)
         conds.append(f"t.{quote_ident(level + '_code')} = ?")
         params.append(unit)
+    if area is not None:
+        area_sql, area_params = area.sql("t")
+        conds.append(area_sql)
+        params += area_params
     for sql, value in (("t.status = ?", status), ("t.class = ?", cls), ("t.reported_at >= ?", since),
                        ("t.reported_at < ?", until)):
         if value is not None:
@@ -163,6 +168,40 @@ def events(db: Backend, scope: Scope, clock: Clock, *, status: str | None = None
                       f"t.community_code {body} ORDER BY t.reported_at DESC, t.id LIMIT ? OFFSET ?",
                   allp + [size, (page - 1) * size])
     return {"total": int(total), "page": page, "size": size, "as_of": clock.as_of.isoformat(), "items": items}
+
+
+#: The tables a map feature may be opened from, and what each adds to its record.
+FEATURE_TABLES = ("events", "devices", "organisations", "people", "buildings")
+
+
+def feature(db: Backend, scope: Scope, table: str, feature_id: str, clock: Clock) -> dict[str, Any]:
+    """One feature clicked on the map, with the fields this role reads: an event with its time limits, a device
+    with its latest readings, an organisation or a person (roles with personal access only)."""
+    if table not in FEATURE_TABLES:
+        raise BadRequest(f"no feature panel for {table!r}: one of {', '.join(FEATURE_TABLES)}")
+    if not allowed(scope, "read-features", table):
+        raise Forbidden(f"role {scope.user.role.name} reads counts of {table}, not single records")
+    fields = visible_fields(scope, table)
+    where, params = scope_filter(scope, "t")
+    rows = _rows(db, f"SELECT t.id, {_cols(fields, table)}, t.lon, t.lat, t.grid_code FROM {quote_ident(table)} t "
+                     f"WHERE t.id = ? AND {where}", [feature_id] + params)
+    if not rows:  # outside the scope and absent alike: nothing says which
+        raise NotFound(f"no {table} record {feature_id!r} in your scope")
+    out: dict[str, Any] = {"table": table, "record": rows[0]}
+    if table == "events":
+        clock_sql, clock_params = clock.sql()
+        late = db.query(f"SELECT ({OVERDUE_RESPOND}), ({OVERDUE_CLOSE}) FROM events t, {clock_sql} WHERE t.id = ?",
+                        clock_params + [feature_id])[0]
+        reported = db.query("SELECT reported_at FROM events WHERE id = ?", [feature_id])[0][0]
+        out["limits"] = {"respond_by": _json(reported + timedelta(seconds=clock.respond_s)),
+                         "close_by": _json(reported + timedelta(seconds=clock.close_s)),
+                         "overdue_respond": bool(late[0]), "overdue_close": bool(late[1])}
+    if table == "devices":
+        rf = [f for f in ("metric", "value", "unit", "alarm", "ts") if f in visible_fields(scope, "device_readings")]
+        out["readings"] = _rows(db, f"SELECT {_cols(rf)} FROM (SELECT t.*, row_number() OVER (PARTITION BY t.metric "
+                                    f"ORDER BY t.ts DESC) AS k FROM device_readings t WHERE t.device_id = ? "
+                                    f"AND {where}) t WHERE k = 1 ORDER BY t.metric", [feature_id] + params)
+    return out
 
 
 def save_layout(db: Backend, user_name: str, layout: dict) -> None:

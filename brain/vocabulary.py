@@ -83,6 +83,13 @@ class Vocabularies:
         """The codes of one vocabulary, built-in first."""
         return [c for (v, c) in self.terms if v == vocab]
 
+    def labels(self, lang: str) -> dict[str, dict[str, str]]:
+        """Every code's label in 'zh' or 'en', per vocabulary (what a map labels its features with)."""
+        out: dict[str, dict[str, str]] = {}
+        for (vocab, code), term in self.terms.items():
+            out.setdefault(vocab, {})[code] = term.en if lang == "en" else term.zh
+        return out
+
     def label(self, vocab: str, code: str | None, lang: str) -> str:
         """A code's label in 'zh' or 'en' (the code itself when no vocabulary knows it)."""
         term = self.terms.get((vocab, code or ""))

@@ -7,12 +7,14 @@ lives here; the map's vector tiles come from the service's /tiles endpoint with 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import dash
-import dash_leaflet as dl
 import dash_snap_grid as dsg
 import flask
 import plotly.graph_objects as go
@@ -25,11 +27,12 @@ from brain.areas import AreaLimits, parse_area
 from brain.auth import SignInPolicy, create_session, end_session, sign_in
 from brain.errors import BadRequest, BrainError, Forbidden, NotFound, Throttled, TooLarge, http_status
 from brain.layers.catalog import CATALOG
-from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
-from brain.model import LEVEL_LABELS, LEVELS
+from brain.layers.reader import grid_values
+from brain.metrics import INDICATORS, RESOURCES, Area, indicators, ranking, resources, unit_area
+from brain.model import LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
 from brain.vocabulary import stored
-from dashboards.i18n import WIDGETS, bilingual, t
+from dashboards.i18n import FIELD_VOCAB, MAP_LOCALE, WIDGETS, bilingual, field_label, t
 
 SESSION_COOKIE = "brain_session"
 LANG_COOKIE = "brain_lang"
@@ -41,6 +44,118 @@ DEFAULT_PAGE = {"widgets": [{"i": "w1", "type": "headline"}, {"i": "w2", "type":
                            {"i": "w3", "x": 0, "y": 2, "w": 12, "h": 2}]}
 DEFAULT_LAYERS = ["units", "buildings", "events", "devices"]
 MAX_WIDGETS = 40  # widgets on one saved page
+EVENTS_PAGE = 25  # events per page of the events list
+PRESETS = ("today", "7d", "month", "all")  # the time filter's presets; "d<N>" is the slider's last N days
+#: Labels are drawn by MapLibre with this local font (installed by `make setup`): no glyph server.
+MAP_FONT_NAME = "WenQuanYi Micro Hei"
+MAP_FONT = f"'{MAP_FONT_NAME}', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
+#: A theme's classes, light to dark (ColorBrewer YlOrRd, 5 classes).
+THEME_COLORS = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"]
+#: Hidden outputs of the client-side map calls.
+SINKS = ("conf", "layers", "view", "current", "theme", "time", "mode", "heat", "goto", "print", "dock")
+LEVEL_EN = {"district": "district", "street": "street", "community": "community", "grid": "grid"}
+
+
+def level_label(level: str | None, lang: str) -> str:
+    """An admin level's name in the page's language."""
+    return (LEVEL_EN if lang == "en" else LEVEL_LABELS).get(level or "", "")
+
+
+def window_start(preset: str, as_of: datetime) -> datetime | None:
+    """Where a time preset's window starts (it ends at the clock's as_of); None for all of time."""
+    day = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    if preset == "today":
+        return day
+    if preset == "7d":
+        return day - timedelta(days=6)
+    if preset == "month":
+        return day.replace(day=1)
+    if preset.startswith("d") and preset[1:].isdigit():
+        return day - timedelta(days=int(preset[1:]) - 1)
+    return None
+
+
+def _days(preset: str | None) -> int:
+    """The slider's position for a preset."""
+    if preset and preset.startswith("d") and preset[1:].isdigit():
+        return max(1, min(365, int(preset[1:])))
+    return {"today": 1, "7d": 7, "month": 30}.get(preset or "", 365)
+
+
+def _since(window: Any) -> datetime | None:
+    if window is None:
+        return None
+    if not isinstance(window, dict):
+        raise BadRequest("the time window is malformed: reload the page")
+    since = window.get("since")
+    if since is None:
+        return None
+    try:
+        return datetime.fromisoformat(_text(since, "the window's start"))
+    except ValueError:
+        raise BadRequest("the time window's start is not a date") from None
+
+
+def _when(iso: Any, lang: str) -> str:
+    """A timestamp for the page: 2026年5月28日 04:31, or 28 May 2026 04:31."""
+    if not iso:
+        return ""
+    try:
+        d = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if lang == "en":
+        return f"{d.day} {d:%b %Y}" + (f" {d:%H:%M}" if (d.hour, d.minute) != (0, 0) else "")
+    return f"{d.year}年{d.month}月{d.day}日" + (f" {d:%H:%M}" if (d.hour, d.minute) != (0, 0) else "")
+
+
+def classes(values: list[float], k: int = 5) -> tuple[list[float], list[int]]:
+    """Quantile class breaks of a theme (the lower bounds of classes 2..k, distinct) and each class's count."""
+    vs = sorted(values)
+    if not vs:
+        return [], [0]
+    breaks = []
+    for q in range(1, k):
+        b = vs[min(len(vs) - 1, (q * len(vs)) // k)]
+        if b > vs[0] and (not breaks or b > breaks[-1]):
+            breaks.append(b)
+    counts = [sum(1 for v in vs if (i == 0 or v >= breaks[i - 1]) and (i == len(breaks) or v < breaks[i]))
+              for i in range(len(breaks) + 1)]
+    return breaks, counts
+
+
+def url_view(query: dict[str, list[str]], units: dict, home: str, layers: list[str], themes: dict) -> dict:
+    """The view a page's address asks for, kept only where it lies in this user's scope: a unit outside it, a
+    layer the role does not get or a point outside the user's unit falls back to the user's own."""
+    def one(key):
+        return (query.get(key) or [""])[0]
+
+    def num(key, lo, hi):
+        try:
+            v = float(one(key))
+        except ValueError:
+            return None
+        return v if lo <= v <= hi else None
+
+    unit = one("unit") if one("unit") in units else home
+    asked = [x for x in one("layers").split(",") if x in layers] if "layers" in query else None
+    time = one("t")
+    if time not in PRESETS and not (time[:1] == "d" and time[1:].isdigit() and 1 <= int(time[1:]) <= 365):
+        time = "all"
+    view: dict[str, Any] = {}
+    try:
+        lon, lat = (float(v) for v in one("c").split(","))
+        x0, y0, x1, y1 = units[home]["bbox"]
+        if x0 <= lon <= x1 and y0 <= lat <= y1:
+            view["center"] = [lon, lat]
+            view["zoom"] = num("z", 8, 19.5) or 14
+            view["pitch"] = num("p", 0, 60) or 0
+            view["bearing"] = num("b", -180, 180) or 0
+    except ValueError:
+        pass
+    return {"unit": unit, "layers": asked if asked is not None else [x for x in layers if x in DEFAULT_LAYERS],
+            "time": time, "theme": one("theme") if one("theme") in themes else None, "map": view,
+            "mode": "3d" if one("mode") == "3d" else "2d", "heat": one("heat") == "1"}
 
 
 # -- what the browser sends: every callback input is parsed here, so a forged one is refused with a 4xx ---------
@@ -237,7 +352,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
 
     @server.route("/lang/<code>")
     def set_lang(code):
-        resp = flask.redirect("/")
+        # back to the page as it was (its view is in its address); only a path of this site
+        nxt = flask.request.args.get("next", "/")
+        if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+            nxt = "/"
+        resp = flask.redirect(nxt)
         resp.set_cookie(LANG_COOKIE, "en" if code == "en" else "zh", samesite="Lax")
         return resp
 
@@ -259,6 +378,18 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         ])
 
     # -- the page ----------------------------------------------------------------------------------------
+    def themes(sc: Scope, lg: str) -> dict[str, dict]:
+        """The per-grid indicators this user's map can shade by: 'layer:indicator' → its part and label."""
+        out = {}
+        for layer in CATALOG.values():
+            for part in layer.parts:
+                if part.aggregate and layer.mode(part, sc, layer.minzoom) == "aggregate":
+                    for name in part.aggregate:
+                        out.setdefault(f"{layer.id}:{name}", {
+                            "layer": layer.id, "part": part.name, "indicator": name,
+                            "label": bilingual(INDICATORS[name].label, lg), "ratio": INDICATORS[name].kind == "ratio"})
+        return out
+
     def layout():
         lg = lang()
         user = current_user()
@@ -266,33 +397,56 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             # the layout is fetched by the page (/_dash-layout): the page's own address is the referrer
             return signin_page(lg, flask.request.referrer or "")
         sc = Scope(user)
-        db = service().db
+        svc = service()
+        db = svc.db
         tree = queries.unit_tree(db, sc, geometry=False)["features"]
-        root = next(f for f in tree if f["properties"]["code"] == user.unit_code)
+        units = {f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]} for f in tree}
+        root = units[user.unit_code]
         visible = [l for l in CATALOG.values() if l.visible(sc)]
-        catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "style": l.style,
-                    "parts": [{"name": p.name, "aggregate": list(p.aggregate)} for p in l.parts]} for l in visible]
+        catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "detail_zoom": l.detail_zoom,
+                    "style": l.style, "parts": [{"name": p.name, "geometry": p.geometry, "aggregate": list(p.aggregate),
+                                                 "minzoom": p.minzoom} for p in l.parts]} for l in visible]
         try:  # a page saved by an earlier version keeps the widgets this one knows
             page = _page(queries.load_layout(db, user.name) or DEFAULT_PAGE)
         except BrainError:
             page = DEFAULT_PAGE
-        cx, cy = root["properties"]["center"]
-        basemap = [dl.TileLayer(url=basemap_url, id="basemap")] if basemap_url else []
+        options = themes(sc, lg)
+        # the view in the page's address (a shared link): kept only where it lies in this user's scope
+        view = url_view(parse_qs(urlsplit(flask.request.referrer or "").query), units, user.unit_code,
+                        [l.id for l in visible], options)
+        own = queries.unit_tree(db, sc, level=user.unit_level)["features"][0]
+        world = shapely.box(-180, -85, 180, 85)
+        mask = shapely.geometry.mapping(world.difference(shapely.geometry.shape(own["geometry"])))
+        x0, y0, x1, y1 = root["bbox"]
+        pad = max(x1 - x0, y1 - y0) * 0.6
+        conf = {
+            "catalog": catalog, "lang": lg, "labels": stored(db).labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
+            "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
+            "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
+            "mask": {"type": "Feature", "properties": {}, "geometry": mask},
+            "unitLabels": {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"code": u["code"], "name": u["name"], "level": u["level"]},
+                 "geometry": {"type": "Point", "coordinates": u["center"]}} for u in units.values()]},
+            "view": view["map"], "basemap": basemap_url,
+            "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}
+            | {"person": t("people", lg), "locale": MAP_LOCALE[lg]},
+        }
+        current = {"kind": "unit", "code": view["unit"]}
         return html.Div(className="app", children=[
-            dcc.Store(id="catalog", data=catalog),
-            dcc.Store(id="current", data={"kind": "unit", "code": user.unit_code}),
-            dcc.Store(id="view", data={"bbox": root["bbox"]}),
-            dcc.Store(id="clicked"), dcc.Store(id="building-id"),
-            dcc.Store(id="page", data=page),
-            dcc.Store(id="units", data={f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]}
-                                        for f in tree}),
-            html.Div(id="sink", style={"display": "none"}),
+            dcc.Store(id="conf", data=conf),
+            dcc.Store(id="current", data=current), dcc.Store(id="home", data=view["unit"]),
+            dcc.Store(id="view", data={"bbox": units[view["unit"]]["bbox"], "keep": bool(view["map"])}),
+            dcc.Store(id="clicked"), dcc.Store(id="feature"), dcc.Store(id="drawn"),
+            dcc.Store(id="mode", data=view["mode"]), dcc.Store(id="theme-spec"), dcc.Store(id="time"),
+            dcc.Store(id="events-page", data=1), dcc.Download(id="download"),
+            dcc.Store(id="page", data=page), dcc.Store(id="units", data=units),
+            *(html.Div(id=f"sink-{k}", hidden=True) for k in SINKS),
             html.Header([
                 html.H1(title(lg)),
                 html.Nav(id="breadcrumb", className="breadcrumb"),
                 html.Div(className="who", children=[
-                    html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['properties']['name']}",
-                              id="who"),
+                    html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['name']}", id="who"),
+                    html.Button(t("print", lg), id="print", className="linkish"),
                     html.A("中文", href="/lang/zh", id="lang-zh"), html.A("EN", href="/lang/en", id="lang-en"),
                     html.Form(method="POST", action="/signout", className="signout", children=[
                         html.Button(t("signout", lg), type="submit", id="signout")])]),
@@ -300,11 +454,26 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             html.Div(className="body", children=[
                 html.Aside(className="left", children=[
                     html.H3(t("layers", lg)),
-                    dcc.Checklist(id="layers", value=[l["id"] for l in catalog if l["id"] in DEFAULT_LAYERS],
+                    dcc.Checklist(id="layers", value=view["layers"],
                                   options=[{"label": html.Span([html.I(className="swatch", style={
                                       "background": l.style.get("color")}), bilingual(l.title, lg)]),
                                       "value": l.id} for l in visible], className="layer-list"),
-                    html.Div(id="legend", className="legend", children=_legend(visible, lg)),
+                    dcc.Checklist(id="heat", value=["on"] if view["heat"] else [],
+                                  options=[{"label": t("heatmap", lg), "value": "on"}], className="layer-list"),
+                    html.Div(id="legend", className="legend", children=_legend(visible, stored(db), lg)),
+                    html.H3(t("theme", lg)),
+                    dcc.Dropdown(id="theme", value=view["theme"], clearable=True, searchable=False,
+                                 placeholder=t("theme_none", lg),
+                                 options=[{"label": o["label"], "value": k} for k, o in options.items()]),
+                    html.Div(id="theme-legend", className="legend"),
+                    html.H3(t("time", lg)),
+                    dcc.RadioItems(id="time-preset", value=view["time"] if view["time"] in PRESETS else None,
+                                   options=[{"label": t(p, lg), "value": p} for p in PRESETS], inline=True,
+                                   className="presets"),
+                    dcc.Slider(id="time-days", min=1, max=365, step=1, value=_days(view["time"]),
+                               marks={1: "1", 30: "30", 90: "90", 180: "180", 365: "365"},
+                               tooltip={"placement": "bottom"}, updatemode="mouseup"),
+                    html.Div(id="time-label", className="muted"),
                     html.H3(t("units", lg)),
                     html.Div(id="unit-list", className="unit-list"),
                     html.H3(t("search", lg)),
@@ -313,61 +482,93 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                     html.Ul(id="search-results", className="resources"),
                 ]),
                 html.Main(className="centre", children=[
-                    dl.Map(id="map", center=[cy, cx], zoom=13, minZoom=8, maxZoom=19, preferCanvas=True,
-                           style={"height": "100%", "width": "100%"}, children=[
-                               *basemap,
-                               dl.FeatureGroup([dl.EditControl(id="draw", draw={
-                                   # showArea off: leaflet-draw's area label throws under Leaflet 1.9
-                                   "rectangle": {"showArea": False}, "polygon": {"showArea": False}, "polyline": False, "circle": False,
-                                   "marker": False, "circlemarker": False}, edit={"edit": False})]),
-                               dl.ScaleControl(position="bottomleft")]),
+                    html.Div(id="map", className="map"),
+                    html.Section(className="mypage", id="dock", children=[
+                        html.Div(className="dockhead", children=[
+                            html.H2(t("mypage", lg)),
+                            # each widget of the palette is dragged into the grid, or added by a click
+                            html.Div(className="palette", children=[html.Span(t("add_widget", lg) + ":")] + [
+                                dsg.DraggableDiv(id=f"palette-{w}", children=html.Button(
+                                    t(w, lg), id={"type": "add", "w": w}, className="add")) for w in WIDGETS]),
+                            html.Button(t("collapse", lg), id="dock-toggle", className="linkish",
+                                        **{"data-expand": t("expand", lg), "data-collapse": t("collapse", lg)})]),
+                        html.Div(className="dockbody", children=[
+                            # rendered with the page, so the grid mounts with its widgets and their saved places
+                            dsg.Grid(id="grid", cols=12, rowHeight=120, layout=page["layout"],
+                                     draggableHandle=".whead", draggableCancel=".rm,.wbtn", isDroppable=True,
+                                     compactType="vertical", children=cards(page, current, sc, lg, None))]),
+                    ]),
                 ]),
                 html.Aside(className="right", children=[
                     dcc.Tabs(id="tabs", value="indicators", children=[
                         dcc.Tab(label=t("indicators", lg), value="indicators",
                                 children=html.Div(id="panel", className="panel")),
-                        dcc.Tab(label=t("building", lg), value="building",
-                                children=html.Div(id="building", className="panel",
-                                                  children=t("click_building", lg))),
-                        dcc.Tab(label=t("events", lg), value="events", children=html.Div(id="events",
-                                                                                            className="panel")),
+                        dcc.Tab(label=t("detail", lg), value="detail",
+                                children=html.Div(id="detail", className="panel", children=t("click_feature", lg))),
+                        dcc.Tab(label=t("events", lg), value="events", children=html.Div(className="panel", children=[
+                            html.Div(className="filters", children=[
+                                dcc.Dropdown(id="ev-status", placeholder=t("status", lg), searchable=False,
+                                             options=[{"label": stored(db).label("event_status", c, lg), "value": c}
+                                                      for c in VOCABS["event_status"]]),
+                                dcc.Dropdown(id="ev-class", placeholder=t("class", lg), searchable=False,
+                                             options=[{"label": stored(db).label("event_class", c, lg), "value": c}
+                                                      for c in VOCABS["event_class"]]),
+                                dcc.Checklist(id="ev-overdue", options=[{"label": t("overdue_only", lg),
+                                                                         "value": "on"}], value=[])]),
+                            html.Div(id="events"),
+                            html.Div(className="pager", children=[
+                                html.Button(t("prev", lg), id="ev-prev", className="linkish"),
+                                html.Span(id="ev-pages"),
+                                html.Button(t("next", lg), id="ev-next", className="linkish")])])),
                     ]),
                 ]),
-            ]),
-            html.Section(className="mypage", children=[
-                html.H2(t("mypage", lg)),
-                # each widget of the palette is dragged into the grid, or added by a click
-                html.Div(className="palette", children=[html.Span(t("add_widget", lg) + ":")] + [
-                    dsg.DraggableDiv(id=f"palette-{w}", children=html.Button(
-                        t(w, lg), id={"type": "add", "w": w}, className="add")) for w in WIDGETS]),
-                # rendered with the page, so the grid mounts with its widgets and their saved places
-                dsg.Grid(id="grid", cols=12, rowHeight=150, layout=page["layout"], draggableHandle=".whead",
-                         draggableCancel=".rm",  # the remove button clicks, it does not drag
-                         isDroppable=True,
-                         compactType="vertical",
-                         children=cards(page, {"kind": "unit", "code": user.unit_code}, sc, lg)),
             ]),
         ])
 
     app.layout = layout
 
-    # -- map: layers, fitting, clicks (client side, in assets/brain.js) ----------------------------------
-    app.clientside_callback("function (c, v) { return window.brain.sync(c, v); }",
-                            Output("sink", "children"), Input("catalog", "data"), Input("layers", "value"))
-    app.clientside_callback("function (v) { return window.brain.fit(v); }",
-                            Output("sink", "title"), Input("view", "data"))
+    # -- map: the MapLibre side, in assets/brain.js (thin: each store change is one library call) ----------
+    for sink, call, trigger in (("conf", "configure", "conf"), ("layers", "sync", "layers"), ("view", "fit", "view"),
+                                ("current", "setCurrent", "current"), ("theme", "setTheme", "theme-spec"),
+                                ("time", "setTime", "time"), ("mode", "setMode", "mode"), ("heat", "setHeat", "heat")):
+        app.clientside_callback(f"function (v) {{ return window.brain.{call}(v); }}",
+                                Output(f"sink-{sink}", "children"), Input(trigger, "data" if trigger not in (
+                                    "layers", "heat") else "value"))
     app.clientside_callback("function (n) { return window.brain.goto(dash_clientside.callback_context); }",
-                            Output("sink", "className"), Input({"type": "goto", "at": ALL}, "n_clicks"),
+                            Output("sink-goto", "children"), Input({"type": "goto", "at": ALL}, "n_clicks"),
                             prevent_initial_call=True)
+    app.clientside_callback("function (n) { if (n) { window.print(); } return ''; }",
+                            Output("sink-print", "children"), Input("print", "n_clicks"), prevent_initial_call=True)
+    app.clientside_callback(
+        """function (n, label) {
+            var dock = document.getElementById('dock'), b = document.getElementById('dock-toggle');
+            var shut = dock.classList.toggle('collapsed');
+            b.textContent = b.getAttribute(shut ? 'data-expand' : 'data-collapse');
+            if (window.brain.map) { setTimeout(function () { window.brain.map.resize(); }, 50); }
+            return '';
+        }""", Output("sink-dock", "children"), Input("dock-toggle", "n_clicks"), prevent_initial_call=True)
 
-    @app.callback(Output("current", "data", allow_duplicate=True), Input("draw", "geojson"),
-                  prevent_initial_call=True)
-    def drawn(fc):
-        feats = fc.get("features") if isinstance(fc, dict) else None
-        if not feats or not isinstance(feats, list) or not isinstance(feats[-1], dict):
+    @app.callback(Output("current", "data", allow_duplicate=True), Output("tabs", "value", allow_duplicate=True),
+                  Input("drawn", "data"), State("home", "data"), prevent_initial_call=True)
+    def drawn(data, home):
+        shapes = data.get("shapes") if isinstance(data, dict) else None
+        if not isinstance(shapes, list):
+            raise BadRequest("the drawn areas are malformed: reload the page")
+        if not shapes:  # cleared: back to the unit shown before
+            return {"kind": "unit", "code": _text(home, "the unit")}, "indicators"
+        if len(shapes) > limits().max_parts:
+            raise TooLarge(f"at most {limits().max_parts} shapes at once: clear some first")
+        # every shape counts: their union, with the API's limits checked on it before it is kept
+        geom = parse_area({"type": "MultiPolygon", "coordinates": [
+            s.get("coordinates") if isinstance(s, dict) else None for s in shapes]}, limits())
+        return {"kind": "area", "geometry": shapely.geometry.mapping(geom)}, "indicators"
+
+    @app.callback(Output("home", "data"), Input("current", "data"), prevent_initial_call=True)
+    def remember_unit(current):
+        current = _current(current)
+        if current["kind"] != "unit":
             raise PreventUpdate
-        geom = parse_area(feats[-1].get("geometry"), limits())  # the API's limits, checked before it is kept
-        return {"kind": "area", "geometry": shapely.geometry.mapping(geom)}
+        return current["code"]
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
                   Input({"type": "unit", "code": ALL}, "n_clicks"), State("units", "data"),
@@ -381,17 +582,20 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
-                  Output("building-id", "data"), Output("tabs", "value"),
+                  Output("feature", "data"), Output("tabs", "value"),
                   Input("clicked", "data"), State("units", "data"), prevent_initial_call=True)
     def map_click(clicked, units):
-        if not isinstance(clicked, dict) or clicked.get("lon") is None:
+        if not isinstance(clicked, dict):
             raise PreventUpdate
+        units = _units(units)
+        if clicked.get("kind") == "feature":
+            table = {"party": "organisations"}.get(clicked.get("layer"), clicked.get("layer"))
+            if table not in queries.FEATURE_TABLES:
+                raise BadRequest(f"no panel for layer {clicked.get('layer')!r}")
+            return dash.no_update, dash.no_update, {"table": table, "id": _text(clicked.get("id"), "the id")}, "detail"
+        # a unit outline or a grid's shading: the deepest unit there, found in the user's scope
         lon, lat = _number(clicked.get("lon"), "lon"), _number(clicked.get("lat"), "lat")
-        zoom, units = _number(clicked.get("zoom", 0), "zoom"), _units(units)
-        hit = queries.at_point(service().db, scope(), lon, lat)
-        if hit["building"] and zoom >= CATALOG["buildings"].detail_zoom:
-            return dash.no_update, dash.no_update, hit["building"], "building"
-        code = hit["unit"]
+        code = queries.at_point(service().db, scope(), lon, lat)["unit"]
         if code in units:
             return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}, dash.no_update, "indicators"
         raise PreventUpdate
@@ -416,7 +620,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         parent = code or user.unit_code
         children = sorted((u for u in units.values() if u.get("parent_code") == parent and isinstance(
             u.get("code"), str)), key=lambda u: u["code"])
-        listing = [html.Button(f"{LEVEL_LABELS.get(u.get('level'), '')} {u.get('name')}",
+        listing = [html.Button(f"{level_label(u.get('level'), lg)} {u.get('name')}",
                                id={"type": "unit", "code": u["code"]}, className="unit") for u in children]
         return items, listing
 
@@ -439,41 +643,98 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         except BrainError as exc:
             return html.P(str(exc), className="error")
         title = (t("drawn_area", lg) if current.get("kind") == "area"
-                 else f"{units.get(current['code'], {}).get('name', '')} · {LEVEL_LABELS.get(area.level, '')} "
+                 else f"{units.get(current['code'], {}).get('name', '')} · {level_label(area.level, lg)} "
                       f"{current['code']}")
         body = [html.H3(title, id="panel-title")]
         if "grids" in ind:  # a role whose counts describe whole grids (brain.scope.Disclosure)
             body.append(html.P(t("snapped", lg).format(n=len(ind["grids"])), className="muted", id="snapped"))
         body.append(_kpis(ind["values"], HEADLINE, lg))
         if current.get("kind") == "area":
+            voc = stored(svc.db)
             res = resources(svc.db, sc, area, 1, 100)
             body += [html.H4(f"{t('resources', lg)} ({res['total']})"),
                      html.Ul(className="resources", children=[
-                         html.Li(html.Button(f"{r['kind']} · {r['name']}", className="goto",
+                         html.Li(html.Button(f"{_kind_label(voc, r, lg)} · {r['name']}", className="goto",
                                              id={"type": "goto", "at": f"{r['lon']:.6f},{r['lat']:.6f}"}))
                          for r in res["items"]])]
         return html.Div(body, **{"data-as-of": ind["as_of"]})
 
-    @app.callback(Output("events", "children"), Input("current", "data"))
-    def events_panel(current):
+    @app.callback(Output("time", "data"), Output("time-preset", "value"), Output("time-days", "value"),
+                  Output("time-label", "children"), Input("time-preset", "value"), Input("time-days", "value"))
+    def time_window(preset, days):
+        lg = lang()
+        as_of = service().clock().as_of
+        if ctx.triggered_id == "time-days" and days is not None:
+            preset = f"d{max(1, min(365, int(_number(days, 'the number of days'))))}"
+        elif not isinstance(preset, str) or preset not in PRESETS:
+            preset = "all"
+        since = window_start(preset, as_of)
+        text = t("since", lg).format(d=_when(since.isoformat(), lg)) if since else t("all", lg)
+        return ({"preset": preset, "since": since.strftime("%Y-%m-%d %H:%M:%S") if since else None, "until": None},
+                preset if preset in PRESETS else None, _days(preset), text)
+
+    @app.callback(Output("theme-spec", "data"), Output("theme-legend", "children"), Input("theme", "value"))
+    def theme(value):
+        lg = lang()
+        sc = scope()
+        svc = service()
+        options = themes(sc, lg)
+        value = _text(value, "the theme")
+        if not value:
+            return None, html.P(t("theme_hint", lg), className="muted")
+        if value not in options:
+            raise BadRequest(f"no theme {value!r} for this user: one of {', '.join(options)}")
+        spec = dict(options[value])
+        layer = CATALOG[spec["layer"]]
+        part = next(p for p in layer.parts if p.name == spec["part"])
+        _read(f"theme {value}", layer.id)
+        values = [v for _, v in grid_values(svc.db, sc, svc.clock(), part, spec["indicator"]) if v is not None]
+        spec["breaks"], counts = classes(values)
+        spec["colors"] = THEME_COLORS[:len(spec["breaks"]) + 1]
+        fmt = (lambda v: f"{v * 100:.1f}%") if spec["ratio"] else (lambda v: f"{v:,.0f}")
+        lower = [min(values) if values else 0] + spec["breaks"]
+        rows = [html.Div([html.I(className="swatch", style={"background": c}),
+                          f"{fmt(lo)} – {fmt(hi)}" if hi is not None else f"≥ {fmt(lo)}",
+                          html.Span(f" ({n} {t('grids', lg)})", className="muted")],
+                         className="key", **{"data-lower": lo})
+                for c, lo, hi, n in zip(spec["colors"], lower, spec["breaks"] + [None], counts)]
+        return spec, [html.B(spec["label"]), *rows, html.P(t("theme_hint", lg), className="muted")]
+
+    @app.callback(Output("events", "children"), Output("ev-pages", "children"), Output("events-page", "data"),
+                  Input("current", "data"), Input("time", "data"), Input("ev-status", "value"),
+                  Input("ev-class", "value"), Input("ev-overdue", "value"), Input("ev-prev", "n_clicks"),
+                  Input("ev-next", "n_clicks"), State("events-page", "data"))
+    def events_panel(current, window, status, cls, overdue, _prev, _next, page):
         lg = lang()
         sc = scope()
         svc = service()
         current = _current(current)
-        if current["kind"] != "unit":
-            raise PreventUpdate
-        _read(f"events {current['code']}", "events")
+        status, cls = _text(status, "the status"), _text(cls, "the class")
+        page = int(_number(page or 1, "the page"))
+        page = max(1, page - 1) if ctx.triggered_id == "ev-prev" else page + 1 if ctx.triggered_id == "ev-next" else 1
+        _read(f"events {_where(current)}", "events")
         try:
-            ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=100)
+            ev = queries.events(svc.db, sc, svc.clock(), status=status or None, cls=cls or None,
+                                overdue=True if overdue else None, since=_since(window),
+                                area=area_of(current, sc), page=page, size=EVENTS_PAGE)
         except BrainError as exc:
-            return html.P(str(exc), className="error")
-        voc = stored(svc.db)  # labels for codes, a deployment's own item types included
-        return [html.H3(f"{t('open_overdue', lg)} ({ev['total']})"), html.Ul(className="events", children=[
+            return html.P(str(exc), className="error"), "", 1
+        pages = max(1, -(-ev["total"] // EVENTS_PAGE))
+        if page > pages:  # paged past the end (the filter narrowed the list)
+            page = pages
+            ev = queries.events(svc.db, sc, svc.clock(), status=status or None, cls=cls or None,
+                                overdue=True if overdue else None, since=_since(window),
+                                area=area_of(current, sc), page=page, size=EVENTS_PAGE)
+        voc = stored(svc.db)
+        items = html.Ul(className="events", children=[
             html.Li(html.Button(" · ".join(x for x in (
-                e["reported_at"][:16], voc.label("event_class", e["class"], lg),
-                voc.label("event_type", e.get("type"), lg), voc.label("event_status", e["status"], lg)) if x),
-                                className="goto", id={"type": "goto", "at": f"{e['lon']:.6f},{e['lat']:.6f}"}))
-            for e in ev["items"]])]
+                _when(e["reported_at"], lg), voc.label("event_class", e["class"], lg),
+                voc.label("event_type", e.get("type"), lg), voc.label("event_status", e["status"], lg),
+                t("overdue", lg) if e.get("overdue") else "") if x),
+                className="goto" + (" late" if e.get("overdue") else ""),
+                id={"type": "goto", "at": f"{e['lon']:.6f},{e['lat']:.6f}"}), **{"data-event": e["id"]})
+            for e in ev["items"]])
+        return items, t("page_of", lg).format(p=page, n=pages, t=f"{ev['total']:,}"), page
 
     @app.callback(Output("search-results", "children"), Input("search", "value"), prevent_initial_call=True)
     def search(text):
@@ -489,52 +750,30 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                     id={"type": "goto", "at": f"{h['lon']:.6f},{h['lat']:.6f}"}))
                 for h in hits] or ([html.Li(t("none", lg))] if text else [])
 
-    @app.callback(Output("building", "children"), Input("building-id", "data"), prevent_initial_call=True)
-    def building_panel(bid):
+    @app.callback(Output("detail", "children"), Input("feature", "data"), prevent_initial_call=True)
+    def detail(feat):
         lg = lang()
         sc = scope()
         svc = service()
-        if not isinstance(bid, str) or not bid:
-            raise BadRequest("a building id is text")
-        _read(bid, "buildings")
+        if not isinstance(feat, dict) or not isinstance(feat.get("id"), str) or not feat["id"]:
+            raise BadRequest("a feature is a table and an id")
+        table = feat.get("table")
+        _read(feat["id"], table)
+        voc = stored(svc.db)
         try:
-            b = queries.building(svc.db, sc, bid, svc.clock())
+            if table == "buildings":
+                return _building(queries.building(svc.db, sc, feat["id"], svc.clock()), feat["id"], voc, lg)
+            return _feature(queries.feature(svc.db, sc, table, feat["id"], svc.clock()), voc, lg)
         except BrainError as exc:
             return html.P(str(exc), className="error")
-        info = b["building"]
-        out = [html.H3(info.get("address") or bid, id="building-title"),
-               html.P(f"{info.get('use') or ''} · {info.get('floors') or '?'} F · "
-                      f"{'rented' if info.get('rented') else ''}"),
-               _kpis(b["summary"], tuple(b["summary"]), lg)]
-        if b["households"] is None:
-            out.append(html.P(t("personal_hidden", lg), className="muted"))
-        else:
-            cols = [c for c in (b["households"][0]["residents"][0] if b["households"] and
-                                b["households"][0]["residents"] else {}) if c not in ("id", "building_id")]
-            out.append(html.H4(t("residents", lg)))
-            out.append(html.Table(className="residents", children=[
-                html.Thead(html.Tr([html.Th(c) for c in cols])),
-                html.Tbody([html.Tr([html.Td(str(r.get(c) if r.get(c) is not None else "")) for c in cols])
-                            for h in b["households"] for r in h["residents"]])]))
-        out.append(html.H4(t("organisations", lg)))
-        voc = stored(service().db)
-        out.append(html.Ul([html.Li(f"{voc.label('org_kind', o.get('kind'), lg)} · {o.get('name')}")
-                            for o in b["organisations"]]
-                           or [html.Li(t("none", lg))]))
-        if b["events"] is not None:
-            out.append(html.H4(t("recent_events", lg)))
-            out.append(html.Ul([html.Li(f"{e['reported_at'][:10]} · {voc.label('event_class', e['class'], lg)} · "
-                                        f"{voc.label('event_status', e['status'], lg)}")
-                                for e in b["events"]] or [html.Li(t("none", lg))]))
-        return html.Div(out, **{"data-building": bid})
 
     # -- my page: indicator widgets (指标磁铁), saved per user (千人千面) -----------------------------------
     @app.callback(Output("page", "data"), Output("grid", "children", allow_duplicate=True), Output("grid", "layout"),
                   Input({"type": "add", "w": ALL}, "n_clicks"),
                   Input({"type": "rm", "i": ALL}, "n_clicks"), Input("grid", "layout"),
                   Input("grid", "droppedItem"), State("page", "data"), State("current", "data"),
-                  prevent_initial_call=True)
-    def edit_page(adds, rms, layout, dropped, page, current):
+                  State("time", "data"), prevent_initial_call=True)
+    def edit_page(adds, rms, layout, dropped, page, current, window):
         trig = ctx.triggered_id
         page, current = _page(page), _current(current)
         adds, rms = (v if isinstance(v, list) else [] for v in (adds, rms))
@@ -572,9 +811,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         queries.save_layout(service().db, scope().user.name, page)
         # a widget added or removed: its cards and their places reach the grid together, or the grid would
         # compact the old places before the new card is there
-        return page, cards(page, current, scope(), lang()), page["layout"]
+        return page, cards(page, current, scope(), lang(), window), page["layout"]
 
-    def cards(page, current, sc, lg):
+    def cards(page, current, sc, lg, window):
         svc = service()
         area = area_of(current, sc)
         ind = indicators(svc.db, sc, area, svc.clock())
@@ -582,24 +821,49 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         out = []
         for w in page["widgets"]:
             try:
-                body = _widget(w["type"], ind, sc, svc, area, current, lg)
+                body = _widget(w["type"], ind, sc, svc, area, current, lg, window)
             except BrainError as exc:
                 body = html.P(str(exc), className="error")
             place = places.get(w["i"], {"x": 0, "y": 100, "w": 6, "h": 2})
             out.append(html.Div(id=w["i"], className="widget", children=[
                 html.Div(className="whead", children=[
                     html.Span(t(w["type"], lg)),
-                    html.Button("×", id={"type": "rm", "i": w["i"]}, className="rm", title=t("remove", lg))]),
+                    html.Span([html.Button("CSV", id={"type": "csv", "i": w["i"]}, className="wbtn",
+                                           title=t("csv", lg)),
+                               html.Button("×", id={"type": "rm", "i": w["i"]}, className="rm",
+                                           title=t("remove", lg))])]),
                 html.Div(body, className="wbody")],
                 **{"data-widget": w["type"], "data-grid": {k: place[k] for k in ("x", "y", "w", "h")}}))
         return out
 
-    @app.callback(Output("grid", "children"), Input("current", "data"), State("page", "data"),
+    @app.callback(Output("grid", "children"), Input("current", "data"), Input("time", "data"), State("page", "data"),
                   prevent_initial_call=True)
-    def widgets(current, page):
+    def widgets(current, window, page):
         current = _current(current)
+        _since(window)  # refused here when malformed
         _read(f"widgets {_where(current)}")
-        return cards(_page(page), current, scope(), lang())
+        return cards(_page(page), current, scope(), lang(), window)
+
+    @app.callback(Output("download", "data"), Input({"type": "csv", "i": ALL}, "n_clicks"), State("page", "data"),
+                  State("current", "data"), State("time", "data"), prevent_initial_call=True)
+    def export_widget(clicks, page, current, window):
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not isinstance(clicks, list) or not any(c for c in clicks if c):
+            raise PreventUpdate  # buttons appearing with the cards, not clicked
+        page, current = _page(page), _current(current)
+        kind = next((w["type"] for w in page["widgets"] if w["i"] == trig.get("i")), None)
+        if kind is None:
+            raise NotFound(f"no widget {trig.get('i')!r} on this page")
+        lg, sc, svc = lang(), scope(), service()
+        area = area_of(current, sc)
+        _read(f"widget csv {kind} {_where(current)}")
+        rows = widget_rows(kind, indicators(svc.db, sc, area, svc.clock()), sc, svc, area, current, lg, window)
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return {"content": "\ufeff" + buf.getvalue(), "filename": f"{t(kind, lg)}.csv", "type": "text/csv"}
 
     return app
 
@@ -609,76 +873,215 @@ def page_layout(page) -> list[dict]:
     return [{k: it[k] for k in ("i", "x", "y", "w", "h")} for it in page["layout"]]
 
 
-def _legend(layers, lg):
+def _legend(layers, voc, lg):
+    vocab_of = {"use": "building_use", "residence": "residence", "kind": "org_kind", "status": "event_status"}
     rows = []
     for layer in layers:
         colors = layer.style.get("colors") or {}
         if colors:
-            keys = [html.Span([html.I(className="swatch", style={"background": c}), k], className="key")
-                    for k, c in colors.items()]
+            vocab = {"devices": "device_status"}.get(layer.id, vocab_of.get(layer.style.get("by")))
+            keys = [html.Span([html.I(className="swatch", style={"background": c}), voc.label(vocab, k, lg)],
+                              className="key") for k, c in colors.items()]
             if layer.style.get("ring"):
-                keys.append(html.Span([html.I(className="swatch ring"), layer.style["ring"]], className="key"))
+                keys.append(html.Span([html.I(className="swatch ring"), t("overdue", lg)], className="key"))
             rows.append(html.Div([html.B(bilingual(layer.title, lg))] + keys, className="legend-row"))
     return rows
+
+
+def _kind_label(voc, item: dict, lg: str) -> str:
+    vocab = {"organisations": "org_kind", "devices": "device_kind"}
+    for table, _ in RESOURCES:
+        if item["kind"] in voc.codes(vocab[table]):
+            return voc.label(vocab[table], item["kind"], lg)
+    return item["kind"]
 
 
 def _kpis(values: dict, names, lg) -> html.Div:
     return html.Div(className="kpis", children=[
         html.Div(className="kpi", **{"data-indicator": n, "data-value": json.dumps(values.get(n))}, children=[
             html.Div(_fmt(n, values.get(n)), className="kv"),
-            html.Div(bilingual(INDICATORS[n].label, lg) if n in INDICATORS else n, className="kl")])
+            html.Div(bilingual(INDICATORS[n].label, lg) if n in INDICATORS else t(n, lg), className="kl")])
         for n in names])
 
 
-def _graph(fig: go.Figure) -> dcc.Graph:
-    fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), height=230, showlegend=True,
-                      legend=dict(orientation="h", y=-0.2))
-    return dcc.Graph(figure=fig, config={"displayModeBar": False}, style={"height": "230px"})
+def _graph(fig: go.Figure, lg: str, name: str) -> dcc.Graph:
+    fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), height=190, showlegend=True,
+                      legend=dict(orientation="h", y=-0.25), separators=".,")
+    # the chart's own PNG export (plotly), titled in the page's language; nothing else in the bar
+    return dcc.Graph(figure=fig, style={"height": "190px"}, config={
+        "displaylogo": False, "modeBarButtons": [["toImage"]], "locale": "zh-CN" if lg == "zh" else "en",
+        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}})
 
 
-def _widget(kind, ind, sc, svc, area, current, lg):
+def _value(voc, name: str, v: Any, lg: str) -> str:
+    """A record's value for the page: coded values labelled, timestamps formatted, flags as yes/no."""
+    if v is None or v == "":
+        return "—"
+    vocab = FIELD_VOCAB.get(name)
+    if name == "special_groups":
+        return "、".join(voc.label("special_group", c, lg) for c in str(v).split(";") if c) if lg == "zh" else \
+            ", ".join(voc.label("special_group", c, lg) for c in str(v).split(";") if c)
+    if isinstance(v, bool):
+        return voc.label("yes_no", "true" if v else "false", lg)
+    if vocab:
+        return voc.label(vocab, str(v), lg)
+    if name.endswith("_at") or name == "ts" or name.endswith("_date"):
+        return _when(v, lg)
+    return str(v)
+
+
+FEATURE_VOCABS = {"events": {"status": "event_status"}, "devices": {"kind": "device_kind", "status": "device_status"},
+                  "organisations": {"kind": "org_kind"}, "people": {}}
+FEATURE_TITLES = {"events": "event", "devices": "device", "organisations": "organisation", "people": "people"}
+
+
+def _feature(f: dict, voc, lg: str) -> html.Div:
+    """The panel of one clicked feature: its record, and an event's time limits or a device's readings."""
+    table, rec = f["table"], dict(f["record"])
+    vocabs = FEATURE_VOCABS[table]
+    rows = []
+    for name, v in rec.items():
+        if name in ("id", "lon", "lat", "building_id", "household_id") or (table == "events" and name.endswith("_at")):
+            continue
+        shown = voc.label(vocabs[name], v, lg) if name in vocabs else _value(voc, name, v, lg)
+        rows.append(html.Tr([html.Th(field_label(name, lg)), html.Td(shown)]))
+    head = {"events": lambda: " · ".join(x for x in (voc.label("event_class", rec.get("class"), lg),
+                                                      voc.label("event_type", rec.get("type"), lg)) if x),
+            "devices": lambda: rec.get("name") or voc.label("device_kind", rec.get("kind"), lg),
+            "organisations": lambda: rec.get("name") or "",
+            "people": lambda: rec.get("name") or t("people", lg)}[table]()
+    out = [html.Div(t(FEATURE_TITLES[table], lg), className="muted"), html.H3(head, id="detail-title"),
+           html.Table(html.Tbody(rows), className="record")]
+    if table == "events":
+        lim = f["limits"]
+        out += [html.H4(t("timeline", lg)), html.Ol(className="timeline", children=[
+            html.Li([html.B(field_label(k, lg)), " ", _when(rec.get(k), lg)])
+            for k in ("reported_at", "dispatched_at", "resolved_at", "closed_at") if rec.get(k)]),
+            html.H4(t("limits", lg)), html.Table(className="record", children=html.Tbody([
+                html.Tr([html.Th(t("respond_by", lg)), html.Td(
+                    f"{_when(lim['respond_by'], lg)} · {t('overdue' if lim['overdue_respond'] else 'on_time', lg)}")]),
+                html.Tr([html.Th(t("close_by", lg)), html.Td(
+                    f"{_when(lim['close_by'], lg)} · {t('overdue' if lim['overdue_close'] else 'on_time', lg)}")])]))]
+    if table == "devices":
+        out.append(html.H4(t("readings", lg)))
+        out.append(html.Table(className="record", children=html.Tbody([
+            html.Tr([html.Th(r.get("metric")), html.Td(f"{r.get('value')} {r.get('unit') or ''}"
+                                                       + (f" · {field_label('alarm', lg)}" if r.get("alarm") else "")),
+                     html.Td(_when(r.get("ts"), lg), className="muted")]) for r in f["readings"]]
+            or [html.Tr(html.Td(t("none", lg)))])))
+    return html.Div(out, **{"data-feature": rec["id"], "data-table": table})
+
+
+def _building(b: dict, bid: str, voc, lg: str) -> html.Div:
+    """A building's panel (以房管人): its record, counts, residents grouped by household, organisations, events."""
+    info = b["building"]
+    facts = [t("floors_n", lg).format(n=info["floors"]) if info.get("floors") else "",
+             voc.label("building_use", info.get("use"), lg) if info.get("use") else "",
+             t("rented", lg) if info.get("rented") else ""]
+    out = [html.Div(t("buildings", lg), className="muted"), html.H3(info.get("address") or bid, id="building-title"),
+           html.P(" · ".join(x for x in facts if x)), _kpis(b["summary"], tuple(b["summary"]), lg)]
+    if b["households"] is None:
+        out.append(html.P(t("personal_hidden", lg), className="muted"))
+    else:
+        first = b["households"][0]["residents"][0] if b["households"] and b["households"][0]["residents"] else {}
+        cols = [c for c in first if c not in ("id", "building_id", "household_id", "address")]
+        out.append(html.H4(f"{t('residents', lg)} ({sum(len(h['residents']) for h in b['households'])})"))
+        body = []
+        for h in b["households"]:
+            note = f"{t('household', lg)} {h['household_id'] or '—'} · {len(h['residents'])}" + (
+                f" · {t('linked', lg)}" if h["linked_to_party_member"] else "")
+            body.append(html.Tbody(className="household", children=[
+                html.Tr(html.Th(note, colSpan=len(cols), className="hh")),
+                *[html.Tr([html.Td(_value(voc, c, r.get(c), lg)) for c in cols]) for r in h["residents"]]]))
+        out.append(html.Div(className="table-wrap", children=html.Table(className="residents", children=[
+            html.Thead(html.Tr([html.Th(field_label(c, lg), **{"data-field": c}) for c in cols])), *body])))
+    out.append(html.H4(t("organisations", lg)))
+    out.append(html.Ul([html.Li(f"{voc.label('org_kind', o.get('kind'), lg)} · {o.get('name')}")
+                        for o in b["organisations"]] or [html.Li(t("none", lg))]))
+    if b["events"] is not None:
+        out.append(html.H4(t("recent_events", lg)))
+        out.append(html.Ul([html.Li(f"{_when(e['reported_at'], lg)} · {voc.label('event_class', e['class'], lg)} · "
+                                    f"{voc.label('event_status', e['status'], lg)}")
+                            for e in b["events"]] or [html.Li(t("none", lg))]))
+    return html.Div(out, **{"data-building": bid})
+
+
+def widget_rows(kind, ind, sc, svc, area, current, lg, window) -> list[dict]:
+    """A widget's numbers as rows (what it draws, and what its CSV holds), in the page's language."""
+    v, voc = ind["values"], stored(svc.db)
+    kpis = {"headline": ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"),
+            "resolution": ("resolution_rate", "respond_on_time_rate", "close_on_time_rate", "median_respond_minutes",
+                           "median_close_hours"),
+            "party": ("party_members", "org_party_org", "org_service_centre", "households_linked", "party_link_share")}
+    col = (lambda k: field_label(k, lg))
+    if kind in kpis or (kind == "overdue" and current.get("kind") != "unit"):
+        names = kpis.get(kind, ("overdue_respond", "overdue_close"))
+        return [{t("indicators", lg): bilingual(INDICATORS[n].label, lg), col("value"): v.get(n)} for n in names]
+    if kind == "age":
+        rows = queries.age_pyramid(svc.db, sc, area, svc.clock())
+        bands = sorted({r["band"] for r in rows if r["band"] != "?"}, key=lambda b: int(b.split("–")[0]))
+        n = {(r["band"], r["gender"]): r["count"] for r in rows}
+        return [{"band": b, t("male", lg): n.get((b, "male"), 0), t("female", lg): n.get((b, "female"), 0)}
+                for b in bands]
+    if kind == "origin":
+        return [{field_label("origin", lg): r["key"], t("count", lg): r["count"]} for r in ind["origin"]]
+    if kind == "events_time":
+        since = _since(window)
+        return [{t("month_axis", lg): r["month"], t("status", lg): voc.label("event_status", r["status"], lg),
+                 t("count", lg): r["count"]} for r in queries.events_by_month(svc.db, sc, area, svc.clock())
+                if since is None or r["month"] >= f"{since:%Y-%m}"]
+    if kind == "overdue":
+        ev = queries.events(svc.db, sc, svc.clock(), area=area, overdue=True, since=_since(window), size=20)
+        return [{col("reported_at"): _when(e["reported_at"], lg), col("class"): voc.label("event_class", e["class"], lg),
+                 col("status"): voc.label("event_status", e["status"], lg)} for e in ev["items"]]
+    if kind == "ranking":
+        if current.get("kind") != "unit" or area.level == LEVELS[-1]:
+            return []
+        r = ranking(svc.db, sc, current["code"], "open_events", svc.clock())
+        return [{col("name"): x["name"], bilingual(INDICATORS["open_events"].label, lg): x["value"]}
+                for x in r["ranking"]]
+    if kind == "alarms":
+        return [{col("kind"): voc.label("device_kind", d["kind"], lg), col("name"): d["name"]}
+                for d in queries.devices_in_alarm(svc.db, sc, area)]
+    return []
+
+
+def _widget(kind, ind, sc, svc, area, current, lg, window):
     v = ind["values"]
     if kind == "headline":
         return _kpis(v, ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"), lg)
-    if kind == "age":  # a pyramid: men to the left, women to the right
-        rows = queries.age_pyramid(svc.db, sc, area, svc.clock())
-        bands = sorted({r["band"] for r in rows if r["band"] != "?"}, key=lambda b: int(b.split("–")[0]))
-        fig = go.Figure()
-        for gender, sign, name in (("male", -1, "男 male"), ("female", 1, "女 female")):
-            n = {r["band"]: r["count"] for r in rows if r["gender"] == gender}
-            fig.add_bar(y=bands, x=[sign * n.get(b, 0) for b in bands], orientation="h",
-                        name=bilingual(name, lg), customdata=[n.get(b, 0) for b in bands],
-                        hovertemplate="%{y}: %{customdata}<extra></extra>")
-        fig.update_layout(barmode="relative")
-        return _graph(fig)
-    if kind == "origin":
-        o = ind["origin"]
-        return _graph(go.Figure(go.Bar(x=[r["key"] for r in o], y=[r["count"] for r in o], showlegend=False)))
-    if kind == "events_time":
-        rows = queries.events_by_month(svc.db, sc, area, svc.clock())
-        fig = go.Figure()
-        for status in ("reported", "dispatched", "resolved", "closed"):
-            pts = [r for r in rows if r["status"] == status]
-            fig.add_bar(x=[r["month"] for r in pts], y=[r["count"] for r in pts], name=status)
-        fig.update_layout(barmode="stack")
-        return _graph(fig)
     if kind == "resolution":
         return _kpis(v, ("resolution_rate", "respond_on_time_rate", "close_on_time_rate", "median_respond_minutes",
                          "median_close_hours"), lg)
-    if kind == "overdue":
-        if current.get("kind") != "unit":
-            return _kpis(v, ("overdue_respond", "overdue_close"), lg)
-        ev = queries.events(svc.db, sc, svc.clock(), unit=current["code"], overdue=True, size=20)
-        return html.Ul([html.Li(f"{e['reported_at'][:16]} · {e['class']} · {e['status']}") for e in ev["items"]])
     if kind == "party":
         return _kpis(v, ("party_members", "org_party_org", "org_service_centre", "households_linked",
                          "party_link_share"), lg)
+    rows = widget_rows(kind, ind, sc, svc, area, current, lg, window)
+    name = t(kind, lg)
+    if kind == "age":  # a pyramid: men to the left, women to the right
+        fig = go.Figure()
+        for key, sign in ((t("male", lg), -1), (t("female", lg), 1)):
+            fig.add_bar(y=[r["band"] for r in rows], x=[sign * r[key] for r in rows], orientation="h", name=key,
+                        customdata=[r[key] for r in rows], hovertemplate="%{y}: %{customdata}<extra></extra>")
+        fig.update_layout(barmode="relative")
+        return _graph(fig, lg, name)
+    if kind == "origin":
+        keys = list(rows[0]) if rows else ["", ""]
+        return _graph(go.Figure(go.Bar(x=[r[keys[0]] for r in rows], y=[r[keys[1]] for r in rows],
+                                       showlegend=False)), lg, name)
+    if kind == "events_time":
+        fig = go.Figure()
+        month, status, count = t("month_axis", lg), t("status", lg), t("count", lg)
+        for code in VOCABS["event_status"]:
+            label = stored(svc.db).label("event_status", code, lg)
+            pts = [r for r in rows if r[status] == label]
+            fig.add_bar(x=[r[month] for r in pts], y=[r[count] for r in pts], name=label)
+        fig.update_layout(barmode="stack")
+        return _graph(fig, lg, name)
+    if kind == "overdue" and current.get("kind") != "unit":
+        return _kpis(v, ("overdue_respond", "overdue_close"), lg)
     if kind == "ranking":
-        if current.get("kind") != "unit" or area.level == LEVELS[-1]:
+        if not rows:
             return html.P("—")
-        r = ranking(svc.db, sc, current["code"], "open_events", svc.clock())
-        return html.Ol([html.Li(f"{x['name']} · {x['value']}") for x in r["ranking"]])
-    if kind == "alarms":
-        rows = queries.devices_in_alarm(svc.db, sc, area)
-        return html.Ul([html.Li(f"{d['kind']} · {d['name']}") for d in rows] or [html.Li(t("none", lg))])
-    return html.P(kind)
+        return html.Ol([html.Li(" · ".join(str(x) for x in r.values())) for r in rows])
+    return html.Ul([html.Li(" · ".join(str(x) for x in r.values())) for r in rows] or [html.Li(t("none", lg))])

@@ -209,7 +209,8 @@ def test_a_saved_page_with_an_unknown_widget_still_lets_widgets_be_added(server,
                        [], {"id": "grid", "property": "layout", "value": None},
                        {"id": "grid", "property": "droppedItem", "value": None}],
             "state": [{"id": "page", "property": "data", "value": stale},
-                      {"id": "current", "property": "data", "value": {"kind": "unit", "code": user["unit"]}}],
+                      {"id": "current", "property": "data", "value": {"kind": "unit", "code": user["unit"]}},
+                      {"id": "time", "property": "data", "value": None}],
             "changedPropIds": ['{"type":"add","w":"age"}.n_clicks']}
     r = c.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.text
@@ -389,8 +390,10 @@ def test_a_killed_server_leaves_an_audit_gap_row(served_db, dbs):
     assert runs == (1, 0)
 
 
-def _callback(c: httpx.Client, prefix: str, inputs: list, state: list, changed: str) -> httpx.Response:
-    dep = next(d for d in c.get("/_dash-dependencies").json() if d["output"].startswith(prefix))
+def _callback(c: httpx.Client, prefix: str, inputs: list, state: list, changed: str,
+              first: str | None = None) -> httpx.Response:
+    dep = next(d for d in c.get("/_dash-dependencies").json() if d["output"].startswith(prefix)
+               and (first is None or d["inputs"][0]["id"] == first))
     return c.post("/_dash-update-component", json={"output": dep["output"], "outputs": _outputs(dep["output"]),
                                                    "inputs": inputs, "state": state, "changedPropIds": [changed]})
 
@@ -399,9 +402,8 @@ def test_dashboards_keep_the_apis_limits_on_areas_and_pages(server, served_db):
     analyst = next(u for u in served_db.users.values() if u["role"] == "district_analyst")
     c = _signed_in(server, analyst)
     big = star(50_002)  # 50k vertices, each edge crossing the others
-    r = _callback(c, "current.data@", [{"id": "draw", "property": "geojson",
-                                        "value": {"type": "FeatureCollection", "features": [{"geometry": big}]}}],
-                  [], "draw.geojson")
+    r = _callback(c, "..current.data@", [{"id": "drawn", "property": "data", "value": {"shapes": [big], "at": 1}}],
+                  [{"id": "home", "property": "data", "value": analyst["unit"]}], "drawn.data", first="drawn")
     assert r.status_code == 413 and "vertices" in r.json()["detail"]
     full = {"widgets": [{"i": f"w{k}", "type": "headline"} for k in range(1, 41)],
             "layout": [{"i": f"w{k}", "x": 0, "y": k, "w": 6, "h": 2} for k in range(1, 41)]}
@@ -409,7 +411,8 @@ def test_dashboards_keep_the_apis_limits_on_areas_and_pages(server, served_db):
                                      {"id": "grid", "property": "layout", "value": None},
                                      {"id": "grid", "property": "droppedItem", "value": None}],
                   [{"id": "page", "property": "data", "value": full},
-                   {"id": "current", "property": "data", "value": {"kind": "unit", "code": "440199"}}],
+                   {"id": "current", "property": "data", "value": {"kind": "unit", "code": "440199"}},
+                   {"id": "time", "property": "data", "value": None}],
                   '{"type":"add","w":"age"}.n_clicks')
     assert r.status_code == 413 and "40 widgets" in r.json()["detail"]
 

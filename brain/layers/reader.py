@@ -124,3 +124,23 @@ def aggregate_select(part: Part, level: str, disclosure: tuple[tuple[str, Disclo
     body = ("SELECT g.code, g.name, g.geom, " + ", ".join(f"{s} AS {quote_ident(i.name)}" for s, i in zip(shown, inds))
             + " FROM g" + "".join(f" LEFT JOIN a{k} ON a{k}.code = g.code" for k in range(len(tables))))
     return Select(tuple(ctes), body, order, ("code", "name", "geom", *(i.name for i in inds)))
+
+
+def bind(sel: Select, unit: str, clock, pre: list | tuple = (), z: int | None = None) -> list:
+    """The select's parameter values: the scope's unit code, the clock, a prefilter's values and a zoom."""
+    values = {"unit": [unit], "pre": list(pre), "z": [z],
+              "clock": [clock.as_of, clock.respond_s, clock.close_s]}
+    return [v for name in sel.params for v in values[name]]
+
+
+def grid_values(db, scope, clock, part: Part, indicator: str) -> list[tuple[str, float | None]]:
+    """(grid code, value) of one of a part's per-grid indicators over the scope's grids, protected exactly as on the
+    map's tiles (a map theme's classes are taken from these)."""
+    from brain.scope import disclosure
+
+    if indicator not in part.aggregate:
+        raise ValueError(f"{indicator!r} is not served per grid by part {part.name}")
+    dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(INDICATORS[n].table for n in part.aggregate))
+    sel = aggregate_select(part, scope.user.unit_level, dis, geom="geom")
+    return db.query(f"SELECT q.code, q.{quote_ident(indicator)} FROM ({sel.sql()}) q ORDER BY q.code",
+                    bind(sel, scope.user.unit_code, clock))

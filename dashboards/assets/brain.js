@@ -1,122 +1,272 @@
-// The map side of the dashboards: vector tiles of the catalog on the dash-leaflet map (Leaflet.VectorGrid),
-// map clicks into Dash (set_props), fitting and flying to places. Permission is the server's: tiles come
-// from /tiles with the session cookie, already filtered to the signed-in user.
+// The map side of the dashboards: our /tiles vector tiles drawn by MapLibre GL JS (vendored), map clicks and
+// drawn areas into Dash (set_props), fitting, flying, the time window, themes and the 2.5D view.
+// Permission is the server's: tiles come from /tiles with the session cookie, already filtered to the user;
+// what a click opens is read again on the server, in the user's scope.
 (function () {
-  var brain = window.brain = window.brain || {map: null, layers: {}, pending: {}, catalog: [], visible: []};
+  var brain = window.brain = window.brain || {};
+  brain.map = null;
+  brain.state = {layers: [], current: null, theme: null, time: null, mode: '2d', heat: false, view: null};
   brain.tilesLoaded = 0;
-  brain.tilesRequested = 0;
+  brain.frames = [];
 
-  function start() {
-    if (!window.L || !window.L.Map) { return setTimeout(start, 10); }
-    if (brain.started) { return; }
-    brain.started = true;
-    // Leaflet.VectorGrid 1.3.0 calls L.DomEvent.fakeStop, which Leaflet 1.9 removed.
-    if (!L.DomEvent.fakeStop) { L.DomEvent.fakeStop = function () { return true; }; }
-    L.Map.addInitHook(function () {
-      var map = this;
-      map.whenReady(function () {
-        // react-leaflet creates the map before its container has its size: measure, then fit and draw
-        setTimeout(function () {
-          map.invalidateSize();
-          brain.map = map;
-          // while an area is drawn, our clickable tiles must not take the mouse from the drawing tool
-          map.on('draw:drawstart', function () { brain.setInteractive(false); });
-          map.on('draw:drawstop', function () { setTimeout(function () { brain.setInteractive(true); }, 0); });
-          // What was clicked is decided by the server, in the user's scope (a building, else the unit):
-          // stacked canvas tile layers cannot tell which of them holds the feature under the mouse.
-          map.on('click', function (e) {
-            if (L.DomUtil.hasClass(map.getContainer(), 'brain-drawing')) { return; }
-            window.dash_clientside.set_props('clicked', {data: {lon: e.latlng.lng, lat: e.latlng.lat,
-                                                                zoom: map.getZoom(), at: Date.now()}});
-          });
-          if (brain.pendingView) { brain.fit(brain.pendingView); }
-          brain.sync(brain.catalog, brain.visible);
-        }, 0);
-      });
-    });
+  // -- start: the map is created when Dash has rendered #map and handed us the page's configuration --------
+  function loadVendor() {
+    if (window.maplibregl || document.getElementById('maplibre-js')) { return; }
+    var css = document.createElement('link');
+    css.rel = 'stylesheet';
+    css.href = '/assets/vendor/maplibre-gl.css';
+    document.head.appendChild(css);
     var s = document.createElement('script');
-    s.src = '/assets/vendor/Leaflet.VectorGrid.bundled.min.js';
-    s.onload = function () { brain.ready = true; brain.sync(brain.catalog, brain.visible); };
+    s.id = 'maplibre-js';
+    s.src = '/assets/vendor/maplibre-gl.js';
+    s.onload = function () { brain.configure(brain.conf); };
     document.head.appendChild(s);
   }
-  start();
+  loadVendor();
 
-  function shade(v) { return Math.min(0.75, 0.12 + Math.log10(1 + (v || 0)) / 5); }
-
-  function styler(spec) {
-    var st = spec.style || {};
-    var aggBy = st.aggregate_by || ((spec.parts[0] || {}).aggregate || [])[0];
-    return function (p, zoom) {
-      var color = st.color || '#3388ff';
-      if (p.id === undefined && p.code !== undefined && spec.id !== 'units') {  // counts per grid
-        return {fill: true, fillColor: color, fillOpacity: shade(p[aggBy]), weight: 0.6, color: color, opacity: 0.6};
-      }
-      if (st.by && st.colors && p[st.by] !== undefined && st.colors[String(p[st.by])]) {
-        color = st.colors[String(p[st.by])];
-      }
-      if (spec.id === 'units') {
-        return {weight: (st.width || {})[p.level] || 1, color: color, fill: true, fillOpacity: 0.01, opacity: 0.9};
-      }
-      if (st.kind === 'fill') {
-        return {fill: true, fillColor: color, fillOpacity: 0.7, weight: 0.5, color: '#555'};
-      }
-      if (st.ring && p[st.ring]) {  // overdue events: a dark ring around the status colour
-        return {radius: 5, fill: true, fillColor: color, fillOpacity: 0.9, color: '#111', weight: 2.5};
-      }
-      return {radius: 4, fill: true, fillColor: color, fillOpacity: 0.85, color: st.line_color || '#fff',
-              weight: 1};
-    };
-  }
-
-  var Z = {units: 460, party: 455, events: 450, devices: 445, organisations: 440, people: 435, buildings: 420};
-
-  brain.sync = function (catalog, visible) {
-    brain.catalog = catalog || [];
-    brain.visible = visible || [];
-    var map = brain.map;
-    if (!map || !brain.ready) { return ''; }
-    Object.keys(brain.layers).forEach(function (id) {
-      if (brain.visible.indexOf(id) < 0) { map.removeLayer(brain.layers[id]); delete brain.layers[id]; }
+  brain.configure = function (conf) {
+    if (!conf) { return ''; }
+    brain.conf = conf;
+    var el = document.getElementById('map');
+    if (!window.maplibregl || !el || brain.map) { return ''; }
+    var v = conf.view || {};
+    var map = new maplibregl.Map({
+      container: el,
+      style: {version: 8, sources: {}, layers: [{id: 'background', type: 'background',
+                                                 paint: {'background-color': '#eef1f4'}}]},
+      // no `glyphs`: every label is drawn with a local font (MapLibre ≥ 5.11), nothing leaves the machine
+      localIdeographFontFamily: conf.font,
+      center: v.center || conf.root.center, zoom: v.zoom || 12, bearing: v.bearing || 0, pitch: v.pitch || 0,
+      minZoom: 8, maxZoom: 19.5, maxPitch: 60, maxBounds: conf.bounds,
+      attributionControl: false, locale: conf.ui.locale, fadeDuration: 0,
+      canvasContextAttributes: {preserveDrawingBuffer: true}  // so that the map prints and screenshots
     });
-    brain.catalog.forEach(function (spec) {
-      if (brain.visible.indexOf(spec.id) < 0 || brain.layers[spec.id]) { return; }
-      var pane = 'brain-' + spec.id;
-      if (!map.getPane(pane)) { map.createPane(pane).style.zIndex = Z[spec.id] || 430; }
-      var styles = {};
-      spec.parts.forEach(function (part) { styles[part.name] = styler(spec); });
-      var layer = L.vectorGrid.protobuf('/tiles/' + spec.id + '/{z}/{x}/{y}.mvt', {
-        rendererFactory: L.canvas.tile, vectorTileLayerStyles: styles, interactive: false, pane: pane,
-        minZoom: spec.minzoom, maxNativeZoom: spec.maxzoom, maxZoom: 20,
-        fetchOptions: {credentials: 'same-origin'},
-        getFeatureId: function (f) { return f.properties.id || f.properties.code; }
-      });
-      brain.pending[spec.id] = true;
-      layer.on('loading', function () { brain.pending[spec.id] = true; });
-      layer.on('load', function () { brain.pending[spec.id] = false; brain.lastLoad = performance.now(); });
-      layer.on('tileload', function () { brain.tilesLoaded += 1; });
-      layer.on('tileloadstart', function () { brain.tilesRequested += 1; });
-      layer.addTo(map);
-      brain.layers[spec.id] = layer;
+    brain.map = map;
+    map.addControl(new maplibregl.NavigationControl({visualizePitch: true}), 'top-right');
+    map.addControl(new maplibregl.ScaleControl({unit: 'metric'}), 'bottom-left');
+    map.addControl(new ModeControl(), 'top-right');
+    map.addControl(new DrawControl(), 'top-left');
+    map.on('load', function () {
+      addStyle(map, conf);
+      brain.ready = true;
+      if (!v.center && !brain.state.view) { fitBox(conf.root.bbox, false); }
+      apply();
     });
+    map.on('click', onClick);
+    map.on('mousemove', onHover);
+    map.on('mouseout', function () { brain.popup && brain.popup.remove(); });
+    map.on('moveend', writeUrl);
+    map.on('data', function (e) { if (e.tile && e.dataType === 'source') { brain.tilesLoaded += 1; } });
     return '';
   };
 
-  brain.setInteractive = function (on) {
-    L.DomUtil[on ? 'removeClass' : 'addClass'](brain.map.getContainer(), 'brain-drawing');
+  // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
+  var POINT_ORDER = ['people', 'organisations', 'party', 'devices', 'events'];
+  brain.interactive = [];  // style layer ids a click or hover may hit, top first
+
+  function colorBy(st, fallback) {
+    if (!st.by || !st.colors) { return st.color || fallback; }
+    var m = ['match', ['to-string', ['get', st.by]]];
+    Object.keys(st.colors).forEach(function (k) { m.push(k, st.colors[k]); });
+    m.push(st.color || fallback);
+    return m;
+  }
+
+  function styleLayers(spec) {
+    var st = spec.style || {}, out = [];
+    spec.parts.forEach(function (part) {
+      var base = {source: spec.id, 'source-layer': part.name, metadata: {brain: spec.id, part: part.name}};
+      var id = spec.id + '-' + part.name;
+      var feat = ['has', 'id'];
+      if (spec.id === 'units') {
+        out.push(Object.assign({id: id + '-fill', type: 'fill', paint: {'fill-color': '#000', 'fill-opacity': 0}},
+                               base, {metadata: {brain: 'units', part: part.name, pick: 'unit'}}));
+        out.push(Object.assign({id: id + '-line', type: 'line', paint: {
+          'line-color': st.color || '#3b6ea8', 'line-opacity': 0.9,
+          'line-width': ['match', ['get', 'level'], 'district', 3, 'street', 2.5, 'community', 1.6, 0.8]}}, base));
+        return;
+      }
+      if (part.aggregate.length) {  // per-grid counts below the detail zoom: drawn only as the chosen theme
+        out.push(Object.assign({id: id + '-agg', type: 'fill', filter: ['has', 'code'],
+                                layout: {visibility: 'none'},
+                                paint: {'fill-color': '#ccc', 'fill-opacity': 0.72, 'fill-outline-color': '#fff'}},
+                               base, {metadata: {brain: spec.id, part: part.name, pick: 'grid', theme: true}}));
+      }
+      if (part.geometry === 'polygon') {
+        out.push(Object.assign({id: id + '-fill', type: 'fill', filter: feat, minzoom: spec.detail_zoom,
+                                paint: {'fill-color': colorBy(st, '#9e9e9e'), 'fill-opacity': 0.8,
+                                        'fill-outline-color': '#6d6d6d'}},
+                               base, {metadata: {brain: spec.id, part: part.name, pick: 'feature', flat: true}}));
+        if (spec.id === 'buildings') {
+          out.push(Object.assign({id: id + '-3d', type: 'fill-extrusion', filter: feat, minzoom: 15,
+                                  layout: {visibility: 'none'},
+                                  paint: {'fill-extrusion-color': colorBy(st, '#9e9e9e'),
+                                          'fill-extrusion-height': ['*', 3, ['coalesce', ['get', 'floors'], 1]],
+                                          'fill-extrusion-opacity': 0.9}},
+                                 base, {metadata: {brain: spec.id, part: part.name, pick: 'feature', solid: true}}));
+          out.push(Object.assign({id: id + '-label', type: 'symbol', filter: feat, minzoom: 17, layout: {
+            'text-field': ['coalesce', ['get', 'name'], ['get', 'address'], ''], 'text-size': 11,
+            'text-font': [brain.conf.fontName], 'text-max-width': 8},
+            paint: {'text-color': '#3a3a3a', 'text-halo-color': '#fff', 'text-halo-width': 1.2}}, base));
+        }
+      } else if (part.geometry === 'line') {
+        out.push(Object.assign({id: id + '-line', type: 'line', filter: feat, minzoom: part.minzoom,
+                                paint: {'line-color': st.line_color || st.color || '#c00000', 'line-width': 1,
+                                        'line-opacity': 0.6}}, base));
+      } else {
+        var ring = st.ring ? ['case', ['==', ['get', st.ring], true], 2.5, 1] : 1;
+        out.push(Object.assign({id: id + '-dot', type: 'circle', filter: feat, minzoom: spec.detail_zoom,
+                                paint: {'circle-color': colorBy(st, '#3388ff'), 'circle-radius':
+                                          ['interpolate', ['linear'], ['zoom'], 12, 3, 16, 5, 19, 8],
+                                        'circle-stroke-color': st.ring ? ['case', ['==', ['get', st.ring], true],
+                                                                          '#111', '#fff'] : '#fff',
+                                        'circle-stroke-width': ring}},
+                               base, {metadata: {brain: spec.id, part: part.name, pick: 'feature'}}));
+        out.push(Object.assign({id: id + '-heat', type: 'heatmap', filter: feat, minzoom: spec.detail_zoom,
+                                layout: {visibility: 'none'},
+                                paint: {'heatmap-radius': ['interpolate', ['linear'], ['zoom'], 13, 12, 18, 30],
+                                        'heatmap-opacity': 0.8}},
+                               base, {metadata: {brain: spec.id, part: part.name, heat: true}}));
+      }
+    });
+    return out;
+  }
+
+  function addStyle(map, conf) {
+    var origin = window.location.origin;
+    if (conf.basemap) {  // BRAIN_BASEMAP_URL: an optional raster basemap under our own layers
+      map.addSource('basemap', {type: 'raster', tiles: [conf.basemap], tileSize: 256});
+      map.addLayer({id: 'basemap', type: 'raster', source: 'basemap'});
+    }
+    map.addSource('mask', {type: 'geojson', data: conf.mask});
+    map.addSource('unit-labels', {type: 'geojson', data: conf.unitLabels});
+    map.addSource('drawn', {type: 'geojson', data: empty()});
+    map.addSource('sketch', {type: 'geojson', data: empty()});
+    map.addSource('selected', {type: 'geojson', data: empty()});
+    var specs = conf.catalog.slice().sort(function (a, b) {
+      return order(a.id) - order(b.id);
+    });
+    specs.forEach(function (spec) {
+      map.addSource(spec.id, {type: 'vector', tiles: [origin + '/tiles/' + spec.id + '/{z}/{x}/{y}.mvt'],
+                              minzoom: spec.minzoom, maxzoom: spec.maxzoom});
+    });
+    var all = [];
+    specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
+    // themes first, then flat features, extrusions, lines, points; unit outlines and labels on top
+    var rank = function (l) {
+      if (l.metadata.theme) { return 0; }
+      if (l.source === 'units') { return l.type === 'fill' ? 1 : 6; }
+      return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 5, symbol: 7}[l.type];
+    };
+    all.sort(function (a, b) { return rank(a) - rank(b); }).forEach(function (l) { map.addLayer(l); });
+    map.addLayer({id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': '#1d2733', 'fill-opacity': 0.35}});
+    map.addLayer({id: 'selected-unit', type: 'line', source: 'units', 'source-layer': 'units',
+                  filter: ['==', ['get', 'code'], ''],
+                  paint: {'line-color': '#ff8c00', 'line-width': 3.5}});
+    map.addLayer({id: 'drawn-fill', type: 'fill', source: 'drawn', paint: {'fill-color': '#b3541e',
+                                                                           'fill-opacity': 0.12}});
+    map.addLayer({id: 'drawn-line', type: 'line', source: 'drawn', paint: {'line-color': '#b3541e',
+                                                                           'line-width': 2}});
+    map.addLayer({id: 'sketch-line', type: 'line', source: 'sketch', paint: {'line-color': '#b3541e',
+                                                                             'line-width': 2,
+                                                                             'line-dasharray': [2, 1]}});
+    map.addLayer({id: 'selected-fill', type: 'line', source: 'selected', filter: ['!=', ['geometry-type'], 'Point'],
+                  paint: {'line-color': '#00b7ff', 'line-width': 3}});
+    map.addLayer({id: 'selected-point', type: 'circle', source: 'selected', filter: ['==', ['geometry-type'], 'Point'],
+                  paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-color': '#00b7ff',
+                          'circle-stroke-width': 3}});
+    // unit names: streets when zoomed out, communities, then grids (one label per unit, at its centre)
+    [['street', 10, 13.5, 15], ['community', 12, 15.5, 14], ['grid', 14, 19.5, 12]].forEach(function (r) {
+      map.addLayer({id: 'unit-label-' + r[0], type: 'symbol', source: 'unit-labels', minzoom: r[1], maxzoom: r[2],
+                    filter: ['==', ['get', 'level'], r[0]],
+                    layout: {'text-field': ['get', 'name'], 'text-size': r[3], 'text-font': [conf.fontName],
+                             'text-allow-overlap': false},
+                    paint: {'text-color': '#12324f', 'text-halo-color': '#fff', 'text-halo-width': 1.6}});
+    });
+    brain.interactive = map.getStyle().layers.filter(function (l) {
+      return l.metadata && l.metadata.pick;
+    }).map(function (l) { return l.id; }).reverse();
+  }
+
+  function order(id) { var k = POINT_ORDER.indexOf(id); return k < 0 ? -1 : k; }
+  function empty() { return {type: 'FeatureCollection', features: []}; }
+
+  // -- what Dash tells the map ------------------------------------------------------------------------------------
+  function apply() {
+    if (!brain.ready) { return; }
+    var map = brain.map, s = brain.state;
+    map.getStyle().layers.forEach(function (l) {
+      var md = l.metadata;
+      if (!md || !md.brain) { return; }
+      var on = s.layers.indexOf(md.brain) >= 0;
+      if (md.theme) {
+        on = !!(s.theme && s.theme.layer === md.brain && s.theme.part === md.part);
+      } else if (md.heat) {
+        on = on && s.heat;
+      } else if (l.type === 'circle') {
+        on = on && !s.heat;
+      } else if (md.solid) {
+        on = on && s.mode === '3d';
+      } else if (md.flat) {
+        on = on && s.mode !== '3d';
+      }
+      map.setLayoutProperty(l.id, 'visibility', on ? 'visible' : 'none');
+      if (l.source === 'events' && l.type !== 'fill') {
+        var f = ['all', ['has', 'id']];
+        if (s.time && s.time.since) { f.push(['>=', ['get', 'reported_at'], s.time.since]); }
+        if (s.time && s.time.until) { f.push(['<', ['get', 'reported_at'], s.time.until]); }
+        map.setFilter(l.id, f);
+      }
+    });
+    if (s.theme) {
+      var step = ['step', ['coalesce', ['get', s.theme.indicator], -1], '#e6e6e6'];
+      var lower = [-0.5].concat(s.theme.breaks);
+      s.theme.colors.forEach(function (c, k) { step.push(lower[k], c); });
+      map.setPaintProperty(s.theme.layer + '-' + s.theme.part + '-agg', 'fill-color', step);
+    }
+    var cur = s.current || {};
+    map.setFilter('selected-unit', ['==', ['get', 'code'], cur.kind === 'unit' ? cur.code : '']);
+    map.getSource('drawn').setData(cur.kind === 'area' ? {type: 'Feature', properties: {}, geometry: cur.geometry}
+                                                         : empty());
+    writeUrl();
+  }
+
+  brain.sync = function (layers) { brain.state.layers = layers || []; apply(); return ''; };
+  brain.setCurrent = function (current) { brain.state.current = current; apply(); return ''; };
+  brain.setTheme = function (theme) { brain.state.theme = theme && theme.indicator ? theme : null; apply(); return ''; };
+  brain.setTime = function (win) { brain.state.time = win; apply(); return ''; };
+  brain.setHeat = function (heat) { brain.state.heat = !!(heat && heat.length); apply(); return ''; };
+
+  brain.setMode = function (mode) {
+    brain.state.mode = mode === '3d' ? '3d' : '2d';
+    var btn = document.querySelector('.brain-mode');
+    if (btn) {
+      btn.textContent = brain.state.mode === '3d' ? '2D' : '2.5D';
+      btn.title = brain.conf.ui[brain.state.mode === '3d' ? 'to2d' : 'to3d'];
+    }
+    if (brain.map) {
+      if (brain.state.mode === '3d') {
+        brain.map.easeTo({pitch: 55, bearing: -20, zoom: Math.max(brain.map.getZoom(), 16), duration: 0});
+      } else {
+        brain.map.easeTo({pitch: 0, bearing: 0, duration: 0});
+      }
+    }
+    apply();
+    return '';
   };
 
-  // Whether every visible layer has loaded the tiles of the current view (tests and the benchmark wait on it).
-  brain.idle = function () {
-    return !!brain.map && brain.ready && brain.visible.every(function (id) {
-      return brain.layers[id] && !brain.pending[id];
-    });
-  };
+  function fitBox(b, animate) {
+    if (!b || !brain.map) { return; }
+    brain.map.resize();  // the container may have changed size since the map measured it (layout, media queries)
+    brain.map.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 20, animate: !!animate, maxZoom: 17});
+  }
 
   brain.fit = function (view) {
+    brain.state.view = view;
     if (!view || !view.bbox) { return ''; }
-    if (!brain.map) { brain.pendingView = view; return ''; }
-    var b = view.bbox;
-    brain.map.fitBounds([[b[1], b[0]], [b[3], b[2]]], {padding: [10, 10]});
+    if (!brain.map || !brain.ready) { return ''; }
+    if (view.keep) { return ''; }  // the view came from the page's address: it is where the map already is
+    fitBox(view.bbox, false);
     return '';
   };
 
@@ -125,8 +275,267 @@
     // new buttons appearing also trigger the callback (n_clicks empty): only a real click flies
     var clicked = cbctx && cbctx.triggered && cbctx.triggered.length && cbctx.triggered[0].value;
     if (!trig || !clicked || !brain.map) { return ''; }
-    var at = String(trig.at).split(',');
-    brain.map.flyTo([parseFloat(at[1]), parseFloat(at[0])], 18);
+    var at = String(trig.at).split(',').map(parseFloat);
+    brain.map.jumpTo({center: at, zoom: 18});
+    mark({type: 'Point', coordinates: at});
     return '';
+  };
+
+  // the selected feature (or the place jumped to) marked on the map
+  function mark(geometry) {
+    brain.selected = geometry;
+    brain.map.getSource('selected').setData({type: 'Feature', properties: {}, geometry: geometry});
+  }
+
+  // Whether the map has drawn every tile of its current view (tests and the benchmark wait on it).
+  brain.idle = function () {
+    var m = brain.map;
+    return !!(m && brain.ready && m.loaded() && m.areTilesLoaded() && !m.isMoving());
+  };
+
+  // -- clicks and hover: the rendered feature under the mouse, top layer first ---------------------------------
+  function hit(point) {
+    // nothing is picked while an area is drawn, nor by the click that ends a rectangle
+    if (!brain.ready || drawing.mode || performance.now() - drawing.ended < 400) { return null; }
+    var box = [[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]];
+    var feats = brain.map.queryRenderedFeatures(box, {layers: brain.interactive});
+    return feats.length ? feats[0] : null;
+  }
+
+  function onClick(e) {
+    var f = hit(e.point);
+    if (!f) { return; }
+    var md = f.layer.metadata || {};
+    var p = f.properties || {};
+    var out = {layer: md.brain, part: md.part, kind: md.pick, lon: e.lngLat.lng, lat: e.lngLat.lat,
+               zoom: brain.map.getZoom(), at: Date.now()};
+    if (md.pick === 'feature') { out.id = String(p.id); } else { out.code = String(p.code); }
+    if (md.pick === 'feature') { mark(f.geometry); }
+    brain.lastClick = out;
+    window.dash_clientside.set_props('clicked', {data: out});
+  }
+
+  function label(vocab, code) {
+    var t = (brain.conf.labels || {})[vocab] || {};
+    return code === undefined || code === null ? '' : (t[String(code)] || String(code));
+  }
+
+  function tip(f) {
+    var p = f.properties || {}, md = f.layer.metadata || {}, ui = brain.conf.ui;
+    if (md.pick === 'unit' || md.pick === 'grid') {
+      var th = brain.state.theme;
+      var extra = md.pick === 'grid' && th && p[th.indicator] !== undefined ? ' · ' + th.label + ' ' +
+        brain.number(p[th.indicator], th.ratio) : '';
+      return p.name + extra;
+    }
+    switch (md.brain) {
+      case 'events': return [label('event_class', p['class']), label('event_type', p.type),
+                              label('event_status', p.status), brain.when(p.reported_at)].filter(Boolean).join(' · ');
+      case 'devices': return [p.name, label('device_kind', p.kind), label('device_status', p.status)]
+        .filter(Boolean).join(' · ');
+      case 'organisations': case 'party': return [p.name, label('org_kind', p.kind)].filter(Boolean).join(' · ');
+      case 'people': return [p.name || ui.person, label('residence', p.residence)].filter(Boolean).join(' · ');
+      case 'buildings': return [p.address, p.floors ? p.floors + ui.floors : '', label('building_use', p.use)]
+        .filter(Boolean).join(' · ');
+    }
+    return p.name || '';
+  }
+
+  function onHover(e) {
+    if (drawing.mode) { return; }
+    var f = hit(e.point);
+    brain.map.getCanvas().style.cursor = f ? 'pointer' : '';
+    if (!f) { if (brain.popup) { brain.popup.remove(); } return; }
+    if (!brain.popup) { brain.popup = new maplibregl.Popup({closeButton: false, closeOnClick: false, offset: 10,
+                                                            className: 'brain-tip'}); }
+    brain.popup.setLngLat(e.lngLat).setText(tip(f)).addTo(brain.map);
+  }
+
+  // -- numbers and dates in the page's language ------------------------------------------------------------
+  brain.number = function (v, ratio) {
+    if (v === null || v === undefined) { return '—'; }
+    var loc = brain.conf.lang === 'en' ? 'en-GB' : 'zh-CN';
+    return ratio ? (v * 100).toLocaleString(loc, {maximumFractionDigits: 1}) + '%' : v.toLocaleString(loc);
+  };
+  brain.when = function (iso) {
+    if (!iso) { return ''; }
+    var d = new Date(String(iso).replace(' ', 'T'));
+    if (isNaN(d)) { return String(iso); }
+    return d.toLocaleString(brain.conf.lang === 'en' ? 'en-GB' : 'zh-CN',
+                            {year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'});
+  };
+
+  // -- 2D / 2.5D --------------------------------------------------------------------------------------------
+  function ModeControl() {}
+  ModeControl.prototype.onAdd = function () {
+    var div = document.createElement('div');
+    div.className = 'maplibregl-ctrl maplibregl-ctrl-group';
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'brain-mode';
+    b.textContent = '2.5D';
+    b.title = brain.conf.ui.to3d;
+    b.onclick = function () {
+      var next = brain.state.mode === '3d' ? '2d' : '3d';
+      brain.setMode(next);
+      window.dash_clientside.set_props('mode', {data: next});
+    };
+    div.appendChild(b);
+    return div;
+  };
+  ModeControl.prototype.onRemove = function () {};
+
+  // -- drawing areas: a rectangle (drag) or a polygon (click the corners, double-click to finish) -------------
+  // Written here rather than taken from mapbox-gl-draw or terra-draw: we need two shapes and a clear button
+  // whose titles are in the page's language; those libraries carry their own English UI and modes.
+  var drawing = {mode: null, shapes: [], pts: [], start: null, ended: 0};
+
+  function DrawControl() {}
+  DrawControl.prototype.onAdd = function (map) {
+    var div = document.createElement('div');
+    div.className = 'maplibregl-ctrl maplibregl-ctrl-group brain-draw';
+    [['rect', '▭', brain.conf.ui.draw_rect], ['poly', '⬠', brain.conf.ui.draw_poly],
+     ['clear', '✕', brain.conf.ui.draw_clear]].forEach(function (b) {
+      var btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'brain-draw-' + b[0];
+      btn.textContent = b[1];
+      btn.title = b[2];
+      btn.setAttribute('aria-label', b[2]);
+      btn.onclick = function () { b[0] === 'clear' ? clearShapes() : startDrawing(b[0]); };
+      div.appendChild(btn);
+    });
+    map.on('mousedown', drawDown);
+    map.on('mousemove', drawMove);
+    map.on('mouseup', drawUp);
+    map.on('click', drawClick);
+    map.on('dblclick', drawFinish);
+    return div;
+  };
+  DrawControl.prototype.onRemove = function () {};
+
+  function startDrawing(mode) {
+    drawing.mode = mode;
+    drawing.pts = [];
+    drawing.start = null;
+    brain.map.getCanvas().style.cursor = 'crosshair';
+    brain.map.doubleClickZoom.disable();
+    if (brain.popup) { brain.popup.remove(); }
+    document.querySelectorAll('.brain-draw button').forEach(function (b) {
+      b.classList.toggle('active', b.className.indexOf('brain-draw-' + mode) === 0);
+    });
+  }
+
+  function stopDrawing() {
+    drawing.mode = null;
+    drawing.ended = performance.now();
+    brain.map.dragPan.enable();
+    brain.map.getCanvas().style.cursor = '';
+    brain.map.getSource('sketch').setData(empty());
+    setTimeout(function () { brain.map.doubleClickZoom.enable(); }, 0);
+    document.querySelectorAll('.brain-draw button').forEach(function (b) { b.classList.remove('active'); });
+  }
+
+  function sketch(coords, closed) {
+    var ring = coords.slice();
+    if (closed && ring.length) { ring.push(ring[0]); }
+    brain.map.getSource('sketch').setData(ring.length > 1 ? {type: 'Feature', properties: {},
+      geometry: {type: 'LineString', coordinates: ring}} : empty());
+  }
+
+  function ll(e) { return [e.lngLat.lng, e.lngLat.lat]; }
+
+  function drawDown(e) {
+    if (drawing.mode !== 'rect') { return; }
+    e.preventDefault();
+    brain.map.dragPan.disable();
+    drawing.start = ll(e);
+  }
+
+  function rectOf(a, b) { return [a, [b[0], a[1]], b, [a[0], b[1]]]; }
+
+  function drawMove(e) {
+    if (drawing.mode === 'rect' && drawing.start) { sketch(rectOf(drawing.start, ll(e)), true); }
+    if (drawing.mode === 'poly' && drawing.pts.length) { sketch(drawing.pts.concat([ll(e)]), true); }
+  }
+
+  function drawUp(e) {
+    if (drawing.mode !== 'rect' || !drawing.start) { return; }
+    var a = drawing.start, b = ll(e);
+    drawing.start = null;
+    stopDrawing();
+    if (Math.abs(a[0] - b[0]) < 1e-6 || Math.abs(a[1] - b[1]) < 1e-6) { return; }
+    addShape(rectOf(a, b));
+  }
+
+  function drawClick(e) {
+    if (drawing.mode !== 'poly') { return; }
+    drawing.pts.push(ll(e));
+    sketch(drawing.pts, false);
+  }
+
+  function drawFinish(e) {
+    if (drawing.mode !== 'poly') { return; }
+    e.preventDefault();
+    // a double-click has also added its point twice through `click`
+    var pts = drawing.pts.filter(function (p, k, all) {
+      return k === 0 || p[0] !== all[k - 1][0] || p[1] !== all[k - 1][1];
+    });
+    stopDrawing();
+    if (pts.length >= 3) { addShape(pts); }
+  }
+
+  function addShape(ring) {
+    drawing.shapes.push({type: 'Polygon', coordinates: [ring.concat([ring[0]])]});
+    send();
+  }
+
+  function clearShapes() {
+    if (drawing.mode) { stopDrawing(); }
+    drawing.shapes = [];
+    send();
+  }
+
+  function send() {
+    // every shape drawn so far: the server takes their union as the area
+    window.dash_clientside.set_props('drawn', {data: {shapes: drawing.shapes.slice(), at: Date.now()}});
+  }
+  brain.drawnShapes = function () { return drawing.shapes.slice(); };
+
+  // -- the view in the address, so that a link reopens it (for another user, only within their scope) ---------
+  function writeUrl() {
+    var m = brain.map, s = brain.state;
+    if (!m || !brain.ready) { return; }
+    var c = m.getCenter();
+    var q = new URLSearchParams();
+    if (s.current && s.current.kind === 'unit') { q.set('unit', s.current.code); }
+    q.set('c', c.lng.toFixed(5) + ',' + c.lat.toFixed(5));
+    q.set('z', m.getZoom().toFixed(2));
+    if (m.getPitch()) { q.set('p', m.getPitch().toFixed(0)); }
+    if (m.getBearing()) { q.set('b', m.getBearing().toFixed(0)); }
+    q.set('layers', s.layers.join(','));
+    if (s.time && s.time.preset) { q.set('t', s.time.preset); }
+    if (s.theme) { q.set('theme', s.theme.layer + ':' + s.theme.indicator); }
+    if (s.mode === '3d') { q.set('mode', '3d'); }
+    if (s.heat) { q.set('heat', '1'); }
+    var url = '/?' + q.toString();
+    history.replaceState(null, '', url);
+    ['zh', 'en'].forEach(function (lg) {  // switching language keeps the view
+      var a = document.getElementById('lang-' + lg);
+      if (a) { a.href = '/lang/' + lg + '?next=' + encodeURIComponent(url); }
+    });
+  }
+  brain.url = function () { writeUrl(); return window.location.pathname + window.location.search; };
+
+  // -- frame times while panning (the benchmark reads them) ----------------------------------------------------
+  brain.recordFrames = function (ms) {
+    brain.frames = [];
+    var last = performance.now(), end = last + ms;
+    function tick(t) {
+      brain.frames.push(t - last);
+      last = t;
+      if (t < end) { requestAnimationFrame(tick); }
+    }
+    requestAnimationFrame(tick);
   };
 })();
