@@ -98,6 +98,19 @@ VOCABS: dict[str, dict[str, tuple[str, ...]]] = {
         "public": ("公共", "公共建筑", "public"),
         "mixed": ("商住", "mixed"),
     },
+    "road_class": {
+        "arterial": ("主干路", "主干道", "快速路", "arterial"),
+        "secondary": ("次干路", "次干道", "secondary"),
+        "branch": ("支路", "branch"),
+        "lane": ("街巷", "巷道", "小巷", "lane"),
+    },
+    "water_kind": {
+        "river": ("河流", "河", "江", "river"),
+        "creek": ("河涌", "涌", "creek"),
+        "lake": ("湖泊", "湖", "水塘", "池塘", "lake", "pond"),
+        "canal": ("渠道", "沟渠", "canal"),
+        "patrol_route": ("巡河路线", "巡河路径", "patrol_route"),
+    },
     "yes_no": {
         "true": ("是", "有", "true", "1", "y", "yes"),
         "false": ("否", "无", "false", "0", "n", "no"),
@@ -129,7 +142,7 @@ class Entity:
 
     name: str
     label: str
-    geometry: str  # point | polygon | none
+    geometry: str  # point | polygon | line | shape (lines or polygons) | none
     fields: tuple[Field, ...]
     doc: str = ""
     placed_via: str | None = None  # placed through a referenced entity's row, not by its own location
@@ -223,6 +236,15 @@ ENTITIES: dict[str, Entity] = {
             F("unit"),
             F("alarm", "bool", "yes_no"),
         ), placed_via="devices", doc="Sensor readings; placed at their device (codes and point copied from it)."),
+        Entity("roads", "道路", "line", (
+            F("name", doc="路名"),
+            F("class", "category", "road_class", doc="arterial, secondary, branch or lane"),
+        ), doc="The street network as lines (segments, as a surveying bureau delivers them); the map's roads."),
+        Entity("waters", "水系", "shape", (
+            F("name", doc="河湖名称"),
+            F("kind", "category", "water_kind", required=True, doc="river, creek (河涌), lake, canal or patrol route"),
+            F("reach", doc="河段: the reach a river chief is assigned"),
+        ), doc="Rivers, 河涌 and lakes as lines or polygons, and river chiefs' patrol routes; the map's water."),
     )
 }
 

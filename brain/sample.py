@@ -3,7 +3,8 @@
 `brain sample --scale small|medium|large --out DIR` writes admin units (GeoPackage, CGCS2000), building
 footprints (GeoJSON), people registers (UTF-8 CSV, GBK CSV with Chinese headers, Excel), enterprises
 (GCJ-02), party registers, events (BD-09, mixed date formats), devices (CGCS2000 Gauss-Krüger x/y),
-sensor readings, a rainfall forecast and a DEM (GeoTIFF), and DIR/manifest.yaml describing all of it.
+sensor readings, a rainfall forecast and a DEM (GeoTIFF), the street network (GeoJSON lines) and water (a river's
+reaches, a 河涌 and patrol routes; GeoPackage), and DIR/manifest.yaml describing all of it.
 Dirt is planted on purpose and counted in DIR/planted.json, so tests can check that none of it is lost.
 """
 
@@ -54,6 +55,7 @@ COMMUNITY_NAMES = ["翠竹", "丹桂", "海棠", "青松", "玉兰", "紫荆", "
                    "兰亭", "荷塘", "柳岸", "梅园", "枫林", "竹韵", "桃源", "樱花"]
 ROAD_NAMES = ["明湖", "东风", "建设", "解放", "人民", "中山", "文明", "和平", "青年", "光明", "振兴", "幸福",
               "团结", "新华", "朝阳", "胜利", "五一", "南华", "长寿", "宝华", "永安", "康乐", "福寿", "培正"]
+CROSS_NAMES = ["文昌", "桂香", "榕荫", "竹丝", "荔湾", "芳草", "清风", "朝阳", "兴隆", "长寿"]
 ROAD_SUFFIX = ["路", "街", "大道", "一路", "二路", "三路"]
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈")
 GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国志文浩宇轩梓涵子怡欣然俊晨")
@@ -704,6 +706,80 @@ class SampleWriter:
                 dst.set_band_description(band + 1, f"+{band + 1}h")
             dst.update_tags(units="mm/h", issued=self.t0.isoformat(), description="hourly rainfall forecast (synthetic)")
 
+    # -- roads and water ----------------------------------------------------------------------------------
+    def roads_and_water(self) -> None:
+        """roads.geojson: the street network as a surveying bureau delivers it, segments split at grid edges;
+        water.gpkg (EPSG:4490): a river's reaches (河段, polygons), a 河涌 (lines) and the river chief's patrol
+        routes (巡河路线), each split at grid edges as the river-chief system assigns reaches."""
+        import geopandas as gpd
+        import pyogrio
+
+        rng = np.random.default_rng(SEED + 14)  # a stream of its own: the other files stay as they were
+        lay, sc = self.layout, self.scale
+        per_street = sc.communities[0] * sc.grids[0]
+
+        def at(r, c, u, v):
+            bottom = lay.vx[r, c] * (1 - u) + lay.vx[r, c + 1] * u, lay.vy[r, c] * (1 - u) + lay.vy[r, c + 1] * u
+            top = (lay.vx[r + 1, c] * (1 - u) + lay.vx[r + 1, c + 1] * u,
+                   lay.vy[r + 1, c] * (1 - u) + lay.vy[r + 1, c + 1] * u)
+            return bottom[0] * (1 - v) + top[0] * v, bottom[1] * (1 - v) + top[1] * v
+
+        def road_name(i: int) -> str:  # the names the buildings' addresses use
+            return f"{ROAD_NAMES[i % len(ROAD_NAMES)]}{ROAD_SUFFIX[(i // len(ROAD_NAMES)) % len(ROAD_SUFFIX)]}"
+
+        rows = []
+        for k, (r, c) in enumerate(zip(lay.row, lay.col)):
+            # the road the row's addresses are on, through the middle of the cell (a vertex in the cell itself,
+            # so that the segment is placed in its grid)
+            rows.append({"road_id": f"R{k + 1:05d}", "name": road_name(r * sc.streets[0] + c // per_street),
+                         "class": "主干路" if r % sc.grids[1] == 0 else "支路",
+                         "geometry": shapely.LineString([at(r, c, 0, 0.5), at(r, c, 0.5, 0.52), at(r, c, 1, 0.5)])})
+            if c % 2 == 0:  # cross streets every other column
+                rows.append({"road_id": f"R{k + 1:05d}N", "name": f"{CROSS_NAMES[(c // 2) % len(CROSS_NAMES)]}巷"
+                             if c % per_street else f"{CROSS_NAMES[(c // 2) % len(CROSS_NAMES)]}大街",
+                             "class": "次干路" if c % per_street == 0 else "街巷",
+                             "geometry": shapely.LineString([at(r, c, 0.35, 0), at(r, c, 0.37, 0.5),
+                                                             at(r, c, 0.35, 1)])})
+        roads = pd.DataFrame(rows)
+        roads.loc[len(roads)] = {"road_id": "R99999", "name": "未测绘道路", "class": "支路", "geometry": None}
+        self.planted.add("roads", "geometry-missing", 1)
+        path = self.out / "roads.geojson"
+        path.unlink(missing_ok=True)
+        gpd.GeoDataFrame(roads, geometry="geometry", crs="EPSG:4326").to_file(path, driver="GeoJSON", engine="pyogrio")
+
+        # a river across the district, west to east, meandering; a 河涌 north to south; a patrol path on the bank
+        x0, x1 = LON0 - 0.002, LON0 + lay.nx * CELL_DX + 0.002
+        xs = np.linspace(x0, x1, 60 * lay.nx)
+        mid = LAT0 + lay.ny * CELL_DY * rng.uniform(0.35, 0.65)
+        wave = rng.uniform(0, 2 * np.pi)
+        ys = mid + CELL_DY * 0.8 * np.sin(np.linspace(0, 1.5 * np.pi * max(1, lay.nx / 6), len(xs)) + wave)
+        centre = shapely.LineString(np.column_stack([xs, ys]))
+        river = centre.buffer(0.00028, cap_style="flat")
+        patrol = shapely.LineString(np.column_stack([xs, ys + 0.0007]))
+        cx0 = LON0 + CELL_DX * lay.nx * rng.uniform(0.3, 0.7)
+        cys = np.linspace(LAT0 - 0.002, LAT0 + lay.ny * CELL_DY + 0.002, 40 * lay.ny)
+        creek = shapely.LineString(np.column_stack([cx0 + CELL_DX * 0.3 * np.sin(np.linspace(0, 3 * np.pi, len(cys))),
+                                                    cys]))
+        water = []
+        for shape, name, kind in ((river, "明湖河", "河流"), (creek, "东风涌", "河涌"), (patrol, "明湖河巡河路线", "巡河路线")):
+            pieces = shapely.intersection(lay.cells, shape)
+            for k in np.flatnonzero(~shapely.is_empty(pieces)):
+                piece = pieces[k]
+                if piece.geom_type not in ("LineString", "MultiLineString", "Polygon", "MultiPolygon"):
+                    piece = shapely.union_all([p for p in shapely.get_parts(piece)
+                                               if p.geom_type in ("LineString", "Polygon")])
+                water.append({"water_id": f"W{len(water) + 1:05d}", "名称": name, "类型": kind,
+                              "河段": f"{name}{lay.grid_code[k][-6:]}段" if kind != "巡河路线" else None,
+                              "geometry": piece})
+        water.append({"water_id": "W99999", "名称": "规划水库", "类型": "水库", "河段": None,
+                      "geometry": shapely.box(LON0 + 0.001, LAT0 + 0.001, LON0 + 0.0015, LAT0 + 0.0015)})
+        self.planted.add("water", "unknown-category", 1)
+        path = self.out / "water.gpkg"
+        path.unlink(missing_ok=True)
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2026-01-01T00:00:00Z"})
+        gpd.GeoDataFrame(pd.DataFrame(water), geometry="geometry", crs="EPSG:4490").to_file(
+            path, layer="water", driver="GPKG", engine="pyogrio")
+
     # -- manifest -----------------------------------------------------------------------------------------
     def manifest(self) -> dict:
         """The manifest that maps every delivered file onto the canonical model."""
@@ -748,6 +824,10 @@ class SampleWriter:
              "id": ["device_code", "time", "metric"],
              "columns": {"device_ref": "device_code", "ts": "time", "metric": "metric", "value": "value", "unit": "unit",
                          "alarm": "alarm"}},
+            {"name": "roads", "entity": "roads", "path": "roads.geojson", "id": "road_id",
+             "columns": {"name": "name", "class": "class"}, "place": {"geometry": True}},
+            {"name": "water", "entity": "waters", "path": "water.gpkg", "layer": "water", "id": "water_id",
+             "columns": {"name": "名称", "kind": "类型", "reach": "河段"}, "place": {"geometry": True}},
         ]
         rasters = [{"name": "rainfall_forecast", "kind": "rainfall", "path": "rasters/rainfall_forecast.tif"},
                    {"name": "dem", "kind": "dem", "path": "rasters/dem.tif"}]
@@ -760,7 +840,8 @@ class SampleWriter:
         steps = [("admin units 行政区划", self.admin_units), ("buildings 房屋", self.buildings),
                  ("people registers 人口", self.people), ("organisations 组织", self.organisations),
                  ("party members 党员", self.party_members), ("events 事件", self.events),
-                 ("devices and readings 设备", self.devices), ("rainfall forecast and DEM 栅格", self.rasters)]
+                 ("devices and readings 设备", self.devices), ("rainfall forecast and DEM 栅格", self.rasters),
+                 ("roads and water 道路水系", self.roads_and_water)]
         for i, (label, step) in enumerate(steps, 1):
             self.progress(f"[{i}/{len(steps)}] {label}")
             step()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from datetime import datetime, timedelta
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
@@ -26,7 +27,7 @@ from brain.areas import warm as warm_repair
 from brain.audit import AuditLog
 from brain.auth import authenticate, hash_token, session_user
 from brain.backend import Backend, connect
-from brain.errors import BadRequest, BrainError, NotAuthenticated, TooLarge, http_status
+from brain.errors import BadRequest, BrainError, NotAuthenticated, NotFound, TooLarge, http_status
 from brain.layers import derive
 from brain.layers.catalog import CATALOG
 from brain.metrics import INDICATORS, Area, Clock, indicators, ranking, resources, unit_area
@@ -381,6 +382,17 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         # Starlette answers Range (206, multiple ranges, 416) and HEAD from the file
         return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=60",
                                                              "Vary": "Authorization, Cookie"})
+
+    @app.api_route("/basemap.pmtiles", methods=["GET", "HEAD"], response_class=Response,
+                   summary="The Protomaps basemap archive (BRAIN_BASEMAP_PMTILES), by HTTP range, to signed-in users")
+    def basemap(request: Request, scope: Scope = Depends(scope_of)):
+        path = _service(request).settings.basemap_pmtiles
+        _audit(request, target="basemap")
+        if path is None or not Path(path).is_file():
+            raise NotFound("no basemap archive here: BRAIN_BASEMAP_PMTILES names none (or not a file)")
+        # the whole district's streets and water: no feature of brain's, the same for every user
+        return FileResponse(path, media_type="application/vnd.pmtiles",
+                            headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/units", summary="The admin-unit tree in scope, as GeoJSON")
     def units(request: Request, level: Optional[str] = None, geometry: bool = True,

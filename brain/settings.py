@@ -57,3 +57,7 @@ class Settings(BaseSettings):
     it, never from the request's Host header. Unset: the server's own address and port the request arrived at."""
     basemap_url: str | None = None
     """An online raster basemap template ({z}/{x}/{y}); never required, the map draws our own units."""
+    basemap_pmtiles: Optional[Path] = None
+    """A Protomaps basemap archive (PMTiles v3) extracted for the district (`pmtiles extract`): served at
+    /basemap.pmtiles by range requests to signed-in users and drawn under brain's layers, styled with
+    @protomaps/basemaps (BRAIN_BASEMAP_PMTILES)."""

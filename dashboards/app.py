@@ -42,7 +42,7 @@ DEFAULT_PAGE = {"widgets": [{"i": "w1", "type": "headline"}, {"i": "w2", "type":
                             {"i": "w3", "type": "events_time"}],
                 "layout": [{"i": "w1", "x": 0, "y": 0, "w": 6, "h": 2}, {"i": "w2", "x": 6, "y": 0, "w": 6, "h": 2},
                            {"i": "w3", "x": 0, "y": 2, "w": 12, "h": 2}]}
-DEFAULT_LAYERS = ["units", "buildings", "events", "devices"]
+DEFAULT_LAYERS = ["units", "water", "roads", "buildings", "events", "devices"]
 MAX_WIDGETS = 40  # widgets on one saved page
 EVENTS_PAGE = 25  # events per page of the events list
 PRESETS = ("today", "7d", "month", "all")  # the time filter's presets; "d<N>" is the slider's last N days
@@ -428,6 +428,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 {"type": "Feature", "properties": {"code": u["code"], "name": u["name"], "level": u["level"]},
                  "geometry": {"type": "Point", "coordinates": u["center"]}} for u in units.values()]},
             "view": view["map"], "basemap": basemap_url,
+            "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,
             "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}
             | {"person": t("people", lg), "locale": MAP_LOCALE[lg]},
         }
@@ -879,7 +880,8 @@ def _legend(layers, voc, lg):
     for layer in layers:
         colors = layer.style.get("colors") or {}
         if colors:
-            vocab = {"devices": "device_status"}.get(layer.id, vocab_of.get(layer.style.get("by")))
+            vocab = {"devices": "device_status", "water": "water_kind", "roads": "road_class"}.get(
+                layer.id, vocab_of.get(layer.style.get("by")))
             keys = [html.Span([html.I(className="swatch", style={"background": c}), voc.label(vocab, k, lg)],
                               className="key") for k, c in colors.items()]
             if layer.style.get("ring"):

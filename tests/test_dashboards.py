@@ -59,6 +59,9 @@ def open_app(chromium, server, who, size=(1920, 1080)):
     context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
     page = context.new_page()
     page.tiles = []  # (url, status, body) of every tile the page fetched
+    page.errors = []  # what the page's scripts threw or logged as errors (a bad style layer, say)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
 
     def through(route):  # pass each tile request on, keeping what the server answered
         try:
@@ -133,6 +136,9 @@ def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, 
           colours.add(k); if (Math.abs(d[i] - 0xee) + Math.abs(d[i + 1] - 0xf1) + Math.abs(d[i + 2] - 0xf4) > 24) n++; }
         return {share: n / (d.length / 16), colours: colours.size}; }""")
     assert painted["share"] > 0.2 and painted["colours"] > 20, painted
+    assert not page.errors, page.errors[:3]
+    # the basemap from the district's own data: roads and water drawn, their names along them
+    assert rendered(page, ["roads-roads-line"]) and rendered(page, ["water-waters-fill", "water-waters-line"])
     # unit names are rendered as labels (local font, no glyph server)
     labels = rendered(page, ["unit-label-street", "unit-label-community", "unit-label-grid"])
     names = {f["properties"]["name"] for f in labels}
@@ -529,6 +535,7 @@ def test_the_chinese_page_shows_no_code_and_fits_three_screens(chromium, server,
     words = {w for text in texts for w in re.findall(r"[A-Za-z_][A-Za-z_.]*", text)}
     shown = sorted(words & codes)
     assert not shown, f"codes shown as text on the Chinese page: {shown}"
+    assert not page.errors, page.errors[:3]
     done(context)
 
     staff = user(served_db, "community_staff")
@@ -543,3 +550,77 @@ def test_the_chinese_page_shows_no_code_and_fits_three_screens(chromium, server,
                 box = page.locator(sel).first.bounding_box()
                 assert box and box["y"] + 20 < h and box["x"] + 20 < w, sel
         done(context)
+
+
+def _protomaps_archive(truth: str, path) -> None:
+    """A basemap archive in the Protomaps schema (layers earth, water, roads), as a bureau would extract for its
+    area with `pmtiles extract`; here cut from the sample's own water and roads, z12–15."""
+    import gzip
+
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    db = brain.connect(f"duckdb:///{truth}", read_only=True)
+    water = [shapely.from_wkb(bytes(g)) for (g,) in db.query(
+        "SELECT ST_AsWKB(geom_3857) FROM waters WHERE ST_GeometryType(geom) IN ('POLYGON', 'MULTIPOLYGON')")]
+    roads = [shapely.from_wkb(bytes(g)) for (g,) in db.query("SELECT ST_AsWKB(geom_3857) FROM roads")]
+    x0, y0, x1, y1 = db.query("SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM admin_units "
+                              "WHERE level = 'district'")[0]
+    db.close()
+    tiles = []
+    for z in range(12, 16):
+        for t in mercantile.tiles(x0, y0, x1, y1, z):
+            b = mercantile.xy_bounds(t)
+            box = shapely.box(b.left, b.bottom, b.right, b.top)
+
+            def local(g):  # tile coordinates, y up (mapbox_vector_tile's default)
+                return shapely.transform(g, lambda c: (c - [b.left, b.bottom]) / (b.right - b.left) * 4096)
+
+            layers = [{"name": "earth", "features": [{"geometry": local(box).wkt, "properties": {"kind": "earth"}}]},
+                      {"name": "water", "features": [{"geometry": local(g.intersection(box)).wkt,
+                                                      "properties": {"kind": "water"}}
+                                                     for g in water if g.intersects(box)]},
+                      {"name": "roads", "features": [{"geometry": local(g.intersection(box)).wkt,
+                                                      "properties": {"kind": "minor_road"}}
+                                                     for g in roads if g.intersects(box)]}]
+            tiles.append((zxy_to_tileid(z, t.x, t.y), gzip.compress(mapbox_vector_tile.encode(
+                [layer for layer in layers if layer["features"]]))))
+    with open(path, "wb") as f:
+        w = Writer(f)
+        for tid, data in sorted(tiles):
+            w.write_tile(tid, data)
+        w.finalize({"tile_type": TileType.MVT, "tile_compression": Compression.GZIP,
+                    "min_lon_e7": int(x0 * 1e7), "min_lat_e7": int(y0 * 1e7), "max_lon_e7": int(x1 * 1e7),
+                    "max_lat_e7": int(y1 * 1e7), "center_zoom": 13, "center_lon_e7": int((x0 + x1) / 2 * 1e7),
+                    "center_lat_e7": int((y0 + y1) / 2 * 1e7)},
+                   {"vector_layers": [{"id": n, "fields": {"kind": "String"}} for n in ("earth", "water", "roads")]})
+
+
+def test_a_protomaps_basemap_archive_is_served_by_range_and_drawn_under_our_layers(chromium, served_db, dbs,
+                                                                                   tmp_path, one_backend):
+    from conftest import Server
+
+    archive = tmp_path / "basemap.pmtiles"
+    _protomaps_archive(served_db.truth, archive)
+    srv = Server(dbs.clone(served_db.pristine, "protomaps"), BRAIN_BASEMAP_PMTILES=str(archive))
+    try:
+        staff = user(served_db, "community_staff")
+        assert httpx.get(f"{srv.url}/basemap.pmtiles").status_code == 401, "the basemap is for signed-in users"
+        ranged = httpx.get(f"{srv.url}/basemap.pmtiles", headers={"Range": "bytes=0-126",
+                                                                  "Authorization": f"Bearer {staff['token']}"})
+        assert ranged.status_code == 206 and ranged.content[:7] == b"PMTiles"
+        context, page = open_app(chromium, srv, staff)
+        page.evaluate("() => brain.map.jumpTo({zoom: 14.2})")
+        page.wait_for_timeout(300)
+        wait_idle(page)
+        drawn = page.evaluate("() => brain.map.queryRenderedFeatures().filter(f => f.source === 'protomaps')"
+                              ".map(f => f.sourceLayer)")
+        assert {"earth", "water", "roads"} <= set(drawn)
+        reads = page.evaluate("""() => performance.getEntriesByType('resource')
+            .filter(e => e.name.includes('/basemap.pmtiles')).map(e => e.responseStatus)""")
+        assert reads and set(reads) == {206}, reads  # read by ranges, never the whole file
+        assert not page.errors, page.errors[:3]
+        page.screenshot(path=ARTIFACTS / "10-protomaps-basemap.png")
+        done(context)
+    finally:
+        srv.stop()

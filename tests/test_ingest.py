@@ -12,7 +12,7 @@ ENTITY_TABLES = ["buildings", "people", "organisations", "events", "party_member
 
 def test_every_source_reconciles(ingested):
     _, report = ingested
-    assert len(report["sources"]) == 14
+    assert len(report["sources"]) == 16
     for s in report["sources"]:
         assert s["read"] > 0, s["name"]
         assert s["read"] == s["loaded"] + s["quarantined"], s["name"]

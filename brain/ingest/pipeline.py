@@ -378,7 +378,7 @@ class Ingest:
                 FROM stage s LEFT JOIN buildings b ON b.id = s.match_building""")
         else:
             if place.geometry:
-                point = "ST_PointOnSurface(geom)" if entity.geometry == "polygon" else "geom"
+                point = "geom" if entity.geometry == "point" else "ST_PointOnSurface(geom)"
                 self.db.execute(f"""CREATE OR REPLACE TEMP TABLE stage AS
                     SELECT s.*, ST_X({point}) AS lon, ST_Y({point}) AS lat FROM stage s""")
             else:

@@ -10,6 +10,7 @@ from pyproj import CRS
 from brain.coords import to_wgs84
 
 POLYGONAL = ("Polygon", "MultiPolygon")
+LINEAR = ("LineString", "MultiLineString")
 MIN_AREA_M2 = 1.0  # no real footprint or admin unit is smaller
 
 
@@ -47,7 +48,8 @@ def prepare_xy(xs: pd.Series, ys: pd.Series, crs: str) -> tuple[np.ndarray, np.n
 
 
 def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
-    """(geometry WGS-84, reason, detail, repaired) for geometries of `kind` point|polygon in `crs`."""
+    """(geometry WGS-84, reason, detail, repaired) for geometries of `kind` point|polygon|line|shape in `crs`
+    (a shape is a line or a polygon)."""
     n = len(geoms)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
@@ -68,6 +70,9 @@ def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
         fixed = shapely.make_valid(out[invalid])
         if kind == "polygon":
             fixed = np.array([_polygonal(g) for g in fixed], dtype=object)
+        elif kind in ("line", "shape"):
+            fixed = np.array([_of_kinds(g, POLYGONAL + LINEAR if kind == "shape" else LINEAR) for g in fixed],
+                             dtype=object)
         else:
             fixed = np.array([g if g.geom_type == "Point" else None for g in fixed], dtype=object)
         lost = shapely.is_missing(fixed) | shapely.is_empty(fixed)
@@ -86,11 +91,21 @@ def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
         detail[tiny] = [f"degenerate polygon: area < {MIN_AREA_M2} m²"] * len(tiny)
     wrong = present & (reason == None)  # noqa: E711
     types = shapely.get_type_id(out[wrong])
-    want = (3, 6) if kind == "polygon" else (0,)
+    want = {"polygon": (3, 6), "line": (1, 5), "shape": (1, 3, 5, 6)}.get(kind, (0,))
     bad_type = np.flatnonzero(wrong)[~np.isin(types, want)]
     reason[bad_type] = "geometry-invalid"
     detail[bad_type] = [f"expected a {kind}, got {g.geom_type}" for g in out[bad_type]]
     return out, reason, detail, repaired
+
+
+def _of_kinds(geom, kinds: tuple[str, ...]):
+    """The parts of a repaired geometry of the wanted kinds (make_valid of a self-crossing line gives a multi-line)."""
+    if geom is None or geom.is_empty:
+        return None
+    if geom.geom_type in kinds:
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in kinds]
+    return shapely.union_all(parts) if parts else None
 
 
 def _polygonal(geom):

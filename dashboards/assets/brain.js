@@ -29,6 +29,21 @@
     brain.conf = conf;
     var el = document.getElementById('map');
     if (!window.maplibregl || !el || brain.map) { return ''; }
+    if (conf.protomaps && !(window.pmtiles && window.basemaps)) {  // BRAIN_BASEMAP_PMTILES: its two readers
+      ['pmtiles.js', 'protomaps-basemaps.js'].forEach(function (f) {
+        if (document.querySelector('script[data-brain="' + f + '"]')) { return; }
+        var s = document.createElement('script');
+        s.src = '/assets/vendor/' + f;
+        s.setAttribute('data-brain', f);
+        s.onload = function () { brain.configure(brain.conf); };
+        document.head.appendChild(s);
+      });
+      return '';
+    }
+    if (conf.protomaps && !brain.protocol) {
+      brain.protocol = new pmtiles.Protocol();
+      maplibregl.addProtocol('pmtiles', brain.protocol.tile);
+    }
     var v = conf.view || {};
     var map = new maplibregl.Map({
       container: el,
@@ -61,7 +76,7 @@
   };
 
   // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
-  var POINT_ORDER = ['people', 'organisations', 'party', 'devices', 'events'];
+  var POINT_ORDER = ['water', 'roads', 'people', 'organisations', 'party', 'devices', 'events'];
   brain.interactive = [];  // style layer ids a click or hover may hit, top first
 
   function colorBy(st, fallback) {
@@ -91,6 +106,43 @@
                                 layout: {visibility: 'none'},
                                 paint: {'fill-color': '#ccc', 'fill-opacity': 0.72, 'fill-outline-color': '#fff'}},
                                base, {metadata: {brain: spec.id, part: part.name, pick: 'grid', theme: true}}));
+      }
+      if (st.kind === 'road') {  // a casing under the road, its class's colour and width, the name along it
+        var width = ['match', ['get', 'class']];
+        Object.keys(st.width || {}).forEach(function (k) { width.push(k, st.width[k]); });
+        width.push(2);
+        var scaled = ['interpolate', ['exponential', 1.6], ['zoom'], 12, ['*', 0.35, width], 17, ['*', 1.6, width]];
+        var casing = ['interpolate', ['exponential', 1.6], ['zoom'], 12, ['+', 1, ['*', 0.35, width]],
+                      17, ['+', 2, ['*', 1.6, width]]];
+        out.push(Object.assign({id: id + '-casing', type: 'line', filter: feat, layout: {'line-cap': 'round'},
+                                paint: {'line-color': '#c3c8ce', 'line-width': casing}}, base));
+        out.push(Object.assign({id: id + '-line', type: 'line', filter: feat, layout: {'line-cap': 'round'},
+                                paint: {'line-color': colorBy(st, '#fff'), 'line-width': scaled}}, base));
+        out.push(Object.assign({id: id + '-label', type: 'symbol', filter: feat, minzoom: 14, layout: {
+          'symbol-placement': 'line', 'text-field': ['get', 'name'], 'text-size': 12,
+          'text-font': [brain.conf.fontName]},
+          paint: {'text-color': '#555', 'text-halo-color': '#fff', 'text-halo-width': 1.5}}, base));
+        return;
+      }
+      if (st.kind === 'water') {  // reaches as polygons, 河涌 as lines, patrol routes dashed
+        out.push(Object.assign({id: id + '-fill', type: 'fill',
+                                filter: ['all', feat, ['==', ['geometry-type'], 'Polygon']],
+                                paint: {'fill-color': colorBy(st, '#9ccbf0'), 'fill-opacity': 0.9}}, base));
+        out.push(Object.assign({id: id + '-line', type: 'line',
+                                filter: ['all', feat, ['==', ['geometry-type'], 'LineString'],
+                                         ['!=', ['get', 'kind'], 'patrol_route']],
+                                paint: {'line-color': colorBy(st, '#7fb8e6'),
+                                        'line-width': ['interpolate', ['linear'], ['zoom'], 12, 1.5, 17, 6]}}, base));
+        out.push(Object.assign({id: id + '-patrol', type: 'line',
+                                filter: ['all', feat, ['==', ['get', 'kind'], 'patrol_route']],
+                                paint: {'line-color': st.colors.patrol_route, 'line-width': 1.5,
+                                        'line-dasharray': [3, 2]}}, base));
+        out.push(Object.assign({id: id + '-label', type: 'symbol', filter: ['all', feat,
+                                ['!=', ['get', 'kind'], 'patrol_route']], minzoom: 13, layout: {
+          'symbol-placement': 'line', 'text-field': ['get', 'name'], 'text-size': 12,
+          'text-font': [brain.conf.fontName], 'symbol-spacing': 400},
+          paint: {'text-color': '#2f6fa6', 'text-halo-color': '#fff', 'text-halo-width': 1.5}}, base));
+        return;
       }
       if (part.geometry === 'polygon') {
         out.push(Object.assign({id: id + '-fill', type: 'fill', filter: feat, minzoom: spec.detail_zoom,
@@ -134,6 +186,12 @@
 
   function addStyle(map, conf) {
     var origin = window.location.origin;
+    if (conf.protomaps) {  // a Protomaps basemap archive the bureau extracted for its area, read by range requests
+      map.addSource('protomaps', {type: 'vector', url: 'pmtiles://' + origin + conf.protomaps});
+      basemaps.layers('protomaps', basemaps.namedFlavor('light'), {lang: conf.lang}).forEach(function (l) {
+        if (l.id !== 'background') { map.addLayer(l); }
+      });
+    }
     if (conf.basemap) {  // BRAIN_BASEMAP_URL: an optional raster basemap under our own layers
       map.addSource('basemap', {type: 'raster', tiles: [conf.basemap], tileSize: 256});
       map.addLayer({id: 'basemap', type: 'raster', source: 'basemap'});
@@ -155,6 +213,7 @@
     // themes first, then flat features, extrusions, lines, points; unit outlines and labels on top
     var rank = function (l) {
       if (l.metadata.theme) { return 0; }
+      if (l.source === 'water' || l.source === 'roads') { return l.type === 'symbol' ? 6.5 : 1.5; }
       if (l.source === 'units') { return l.type === 'fill' ? 1 : 6; }
       return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 5, symbol: 7}[l.type];
     };
