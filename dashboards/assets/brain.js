@@ -19,7 +19,11 @@
     var s = document.createElement('script');
     s.id = 'maplibre-js';
     s.src = '/assets/vendor/maplibre-gl.js';
-    s.onload = function () { brain.configure(brain.conf); };
+    s.onload = function () {
+      // start the tile workers while Dash is still fetching the page's layout
+      if (maplibregl.prewarm) { maplibregl.prewarm(); }
+      brain.configure(brain.conf);
+    };
     document.head.appendChild(s);
   }
   loadVendor();
@@ -51,12 +55,19 @@
                                                  paint: {'background-color': '#eef1f4'}}]},
       // no `glyphs`: every label is drawn with a local font (MapLibre ≥ 5.11), nothing leaves the machine
       localIdeographFontFamily: conf.font,
+      // the first camera is the address's view, else the user's unit fitted (so no tile is fetched twice)
       center: v.center || conf.root.center, zoom: v.zoom || 12, bearing: v.bearing || 0, pitch: v.pitch || 0,
+      bounds: v.center ? undefined : box((brain.state.view && brain.state.view.bbox) || conf.root.bbox),
+      fitBoundsOptions: {padding: 20, maxZoom: 17},
       minZoom: 8, maxZoom: 19.5, maxPitch: 60, maxBounds: conf.bounds,
       attributionControl: false, locale: conf.ui.locale, fadeDuration: 0,
       canvasContextAttributes: {preserveDrawingBuffer: true}  // so that the map prints and screenshots
     });
     brain.map = map;
+    brain.firstBounds = v.center ? null : box((brain.state.view && brain.state.view.bbox) || conf.root.bbox);
+    brain.marks = {created: performance.now()};  // for the benchmark: when the map was made, loaded, idle
+    map.once('load', function () { brain.marks.loaded = performance.now(); });
+    map.once('idle', function () { brain.marks.idle = performance.now(); });
     map.addControl(new maplibregl.NavigationControl({visualizePitch: true}), 'top-right');
     map.addControl(new maplibregl.ScaleControl({unit: 'metric'}), 'bottom-left');
     map.addControl(new ModeControl(), 'top-right');
@@ -64,14 +75,22 @@
     map.on('load', function () {
       addStyle(map, conf);
       brain.ready = true;
-      if (!v.center && !brain.state.view) { fitBox(conf.root.bbox, false); }
+      var want = brain.state.view && brain.state.view.bbox;  // a unit asked for after the map was made
+      if (!v.center && want && JSON.stringify(box(want)) !== JSON.stringify(brain.firstBounds)) {
+        fitBox(want, false);
+      }
       apply();
     });
     map.on('click', onClick);
     map.on('mousemove', onHover);
     map.on('mouseout', function () { brain.popup && brain.popup.remove(); });
     map.on('moveend', writeUrl);
-    map.on('data', function (e) { if (e.tile && e.dataType === 'source') { brain.tilesLoaded += 1; } });
+    map.on('data', function (e) {
+      if (e.tile && e.dataType === 'source') {
+        brain.tilesLoaded += 1;
+        brain.marks['tile:' + e.sourceId] = performance.now();  // the last tile of each source
+      }
+    });
     return '';
   };
 
@@ -285,8 +304,12 @@
     }
     var cur = s.current || {};
     map.setFilter('selected-unit', ['==', ['get', 'code'], cur.kind === 'unit' ? cur.code : '']);
-    map.getSource('drawn').setData(cur.kind === 'area' ? {type: 'Feature', properties: {}, geometry: cur.geometry}
+    var drawn = JSON.stringify(cur.kind === 'area' ? cur.geometry : null);
+    if (drawn !== brain.drawnShown) {  // only when it changed: each setData re-tiles it in the worker
+      brain.drawnShown = drawn;
+      map.getSource('drawn').setData(cur.kind === 'area' ? {type: 'Feature', properties: {}, geometry: cur.geometry}
                                                          : empty());
+    }
     writeUrl();
   }
 
@@ -303,16 +326,17 @@
       btn.textContent = brain.state.mode === '3d' ? '2D' : '2.5D';
       btn.title = brain.conf.ui[brain.state.mode === '3d' ? 'to2d' : 'to3d'];
     }
-    if (brain.map) {
-      if (brain.state.mode === '3d') {
-        brain.map.easeTo({pitch: 55, bearing: -20, zoom: Math.max(brain.map.getZoom(), 16), duration: 0});
-      } else {
-        brain.map.easeTo({pitch: 0, bearing: 0, duration: 0});
-      }
+    var m = brain.map;
+    if (m && brain.state.mode === '3d' && m.getPitch() < 30) {
+      m.easeTo({pitch: 55, bearing: -20, zoom: Math.max(m.getZoom(), 16), duration: 0});
+    } else if (m && brain.state.mode === '2d' && (m.getPitch() || m.getBearing())) {
+      m.easeTo({pitch: 0, bearing: 0, duration: 0});
     }
     apply();
     return '';
   };
+
+  function box(b) { return [[b[0], b[1]], [b[2], b[3]]]; }
 
   function fitBox(b, animate) {
     if (!b || !brain.map) { return; }
