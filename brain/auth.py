@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from brain.backend import Backend
+from brain.backend import Backend, write_conflict
 from brain.errors import BrainError, NotAuthenticated, Throttled
 
 
@@ -45,6 +45,9 @@ USERS_DDL = """CREATE TABLE IF NOT EXISTS users (
     password_hash VARCHAR,
     uid VARCHAR
 )"""
+#: How stale a session's last_seen may get before a request writes it again (idle expiry is counted in minutes).
+SESSION_TOUCH = timedelta(seconds=30)
+
 #: A dashboard session belongs to one user id with one role and unit: removing the user, re-adding the name, or
 #: changing the role or unit ends it. `user_name` is kept for people reading the table.
 SESSIONS_DDL = """CREATE TABLE IF NOT EXISTS sessions (
@@ -262,7 +265,14 @@ def session_user(db: Backend, sid: str | None, idle: timedelta = timedelta(hours
     if user is None:
         db.execute("DELETE FROM sessions WHERE id_hash = ?", [key])
         return None
-    db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", [now, key])
+    if now - seen >= min(SESSION_TOUCH, idle / 4):  # one write per session and half-minute, not one per tile
+        try:
+            db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", [now, key])
+        except Exception as exc:
+            # the map's parallel requests of one session touch it at the same moment: one write wins, and
+            # the others only repeat it (a conflict here used to answer 500)
+            if not write_conflict(exc):
+                raise
     return user
 
 

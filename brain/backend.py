@@ -97,6 +97,17 @@ def spatial_extension_path() -> Path:
     )
 
 
+def write_conflict(exc: BaseException) -> bool:
+    """Whether an error is another transaction having written the same rows first (DuckDB's optimistic
+    concurrency; a serialization failure on PostgreSQL): the write may be retried or, if it only repeats the
+    other one, dropped."""
+    import duckdb
+
+    if isinstance(exc, duckdb.TransactionException) and "onflict" in str(exc):
+        return True
+    return type(exc).__name__ in ("SerializationFailure", "LockNotAvailable")
+
+
 class DuckDBBackend:
     """A DuckDB file (or :memory:) with the spatial extension loaded."""
 

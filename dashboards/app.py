@@ -52,7 +52,7 @@ MAP_FONT = f"'{MAP_FONT_NAME}', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-seri
 #: A theme's classes, light to dark (ColorBrewer YlOrRd, 5 classes).
 THEME_COLORS = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"]
 #: Hidden outputs of the client-side map calls.
-SINKS = ("conf", "layers", "view", "current", "theme", "time", "mode", "heat", "goto", "print", "dock")
+SINKS = ("conf", "layers", "view", "current", "theme", "time", "mode", "heat", "goto", "print", "dock", "png")
 LEVEL_EN = {"district": "district", "street": "street", "community": "community", "grid": "grid"}
 
 
@@ -538,6 +538,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     app.clientside_callback("function (n) { return window.brain.goto(dash_clientside.callback_context); }",
                             Output("sink-goto", "children"), Input({"type": "goto", "at": ALL}, "n_clicks"),
                             prevent_initial_call=True)
+    app.clientside_callback("function (n) { return window.brain.widgetPng(dash_clientside.callback_context); }",
+                            Output("sink-png", "children"), Input({"type": "png", "i": ALL}, "n_clicks"),
+                            prevent_initial_call=True)
     app.clientside_callback("function (n) { if (n) { window.print(); } return ''; }",
                             Output("sink-print", "children"), Input("print", "n_clicks"), prevent_initial_call=True)
     app.clientside_callback(
@@ -831,6 +834,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                     html.Span(t(w["type"], lg)),
                     html.Span([html.Button("CSV", id={"type": "csv", "i": w["i"]}, className="wbtn",
                                            title=t("csv", lg)),
+                               html.Button("PNG", id={"type": "png", "i": w["i"]}, className="wbtn",
+                                           title=t("png", lg), **{"data-name": t(w["type"], lg)}),
                                html.Button("×", id={"type": "rm", "i": w["i"]}, className="rm",
                                            title=t("remove", lg))])]),
                 html.Div(body, className="wbody")],
@@ -906,13 +911,11 @@ def _kpis(values: dict, names, lg) -> html.Div:
         for n in names])
 
 
-def _graph(fig: go.Figure, lg: str, name: str) -> dcc.Graph:
+def _graph(fig: go.Figure) -> dcc.Graph:
     fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), height=190, showlegend=True,
                       legend=dict(orientation="h", y=-0.25), separators=".,")
-    # the chart's own PNG export (plotly), titled in the page's language; nothing else in the bar
-    return dcc.Graph(figure=fig, style={"height": "190px"}, config={
-        "displaylogo": False, "modeBarButtons": [["toImage"]], "locale": "zh-CN" if lg == "zh" else "en",
-        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}})
+    # exported as PNG by the widget's PNG button (plotly's own image of the chart)
+    return dcc.Graph(figure=fig, style={"height": "190px"}, config={"displayModeBar": False})
 
 
 def _value(voc, name: str, v: Any, lg: str) -> str:
@@ -1059,18 +1062,17 @@ def _widget(kind, ind, sc, svc, area, current, lg, window):
         return _kpis(v, ("party_members", "org_party_org", "org_service_centre", "households_linked",
                          "party_link_share"), lg)
     rows = widget_rows(kind, ind, sc, svc, area, current, lg, window)
-    name = t(kind, lg)
     if kind == "age":  # a pyramid: men to the left, women to the right
         fig = go.Figure()
         for key, sign in ((t("male", lg), -1), (t("female", lg), 1)):
             fig.add_bar(y=[r["band"] for r in rows], x=[sign * r[key] for r in rows], orientation="h", name=key,
                         customdata=[r[key] for r in rows], hovertemplate="%{y}: %{customdata}<extra></extra>")
         fig.update_layout(barmode="relative")
-        return _graph(fig, lg, name)
+        return _graph(fig)
     if kind == "origin":
         keys = list(rows[0]) if rows else ["", ""]
         return _graph(go.Figure(go.Bar(x=[r[keys[0]] for r in rows], y=[r[keys[1]] for r in rows],
-                                       showlegend=False)), lg, name)
+                                       showlegend=False)))
     if kind == "events_time":
         fig = go.Figure()
         month, status, count = t("month_axis", lg), t("status", lg), t("count", lg)
@@ -1079,7 +1081,7 @@ def _widget(kind, ind, sc, svc, area, current, lg, window):
             pts = [r for r in rows if r[status] == label]
             fig.add_bar(x=[r[month] for r in pts], y=[r[count] for r in pts], name=label)
         fig.update_layout(barmode="stack")
-        return _graph(fig, lg, name)
+        return _graph(fig)
     if kind == "overdue" and current.get("kind") != "unit":
         return _kpis(v, ("overdue_respond", "overdue_close"), lg)
     if kind == "ranking":

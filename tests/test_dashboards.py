@@ -623,4 +623,24 @@ def test_a_protomaps_basemap_archive_is_served_by_range_and_drawn_under_our_laye
         page.screenshot(path=ARTIFACTS / "10-protomaps-basemap.png")
         done(context)
     finally:
-        srv.stop()
+        (ARTIFACTS / "protomaps-server.log").write_text(srv.stop())
+
+
+def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server, served_db, one_backend):
+    analyst = user(served_db, "district_analyst")
+    context, page = open_app(chromium, server, analyst)
+    page.wait_for_selector("#w2 .js-plotly-plot")
+    with page.expect_download() as got:
+        page.click("#w1 .wbtn >> text=CSV")
+    text = open(got.value.path(), encoding="utf-8").read()
+    assert text.startswith("\ufeff") and got.value.suggested_filename == "核心指标.csv"
+    shown = panel_values(page)
+    assert f"人口,{shown['population']}" in text.replace("\r", "")
+    for card, name in (("#w1", "核心指标.png"), ("#w2", "年龄结构.png")):  # numbers drawn as text; a chart
+        with page.expect_download() as got:
+            page.click(f"{card} .wbtn >> text=PNG")
+        assert got.value.suggested_filename == name
+        data = open(got.value.path(), "rb").read()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    assert not page.errors, page.errors[:3]
+    done(context)

@@ -81,6 +81,11 @@
       }
       apply();
     });
+    map.on('error', function (e) {  // a request the map cancelled itself (it moved on) is not an error
+      var err = e.error || {};
+      if (err.name === 'AbortError' || /abort/i.test(String(err.message))) { return; }
+      console.error('map: ' + (err.status ? err.status + ' ' : '') + (err.message || err) + (err.url ? ' ' + err.url : ''));
+    });
     map.on('click', onClick);
     map.on('mousemove', onHover);
     map.on('mouseout', function () { brain.popup && brain.popup.remove(); });
@@ -609,6 +614,43 @@
     });
   }
   brain.url = function () { writeUrl(); return window.location.pathname + window.location.search; };
+
+  // -- a widget as a PNG: a chart by plotly's own image of it, numbers and lists drawn as text ------------------
+  brain.widgetPng = function (cbctx) {
+    var trig = cbctx && cbctx.triggered_id;
+    var clicked = cbctx && cbctx.triggered && cbctx.triggered.length && cbctx.triggered[0].value;
+    if (!trig || !clicked) { return ''; }
+    var card = document.getElementById(trig.i);
+    if (!card) { return ''; }
+    var name = card.querySelector('[data-name]').getAttribute('data-name');
+    var chart = card.querySelector('.js-plotly-plot');
+    if (chart && window.Plotly) {
+      window.Plotly.downloadImage(chart, {format: 'png', filename: name, scale: 2});
+      return '';
+    }
+    var rows = [];  // (text, bold) lines: each number with its label, or each list item
+    card.querySelectorAll('.wbody .kpi').forEach(function (k) {
+      rows.push([k.querySelector('.kv').textContent + '  ' + k.querySelector('.kl').textContent, false]);
+    });
+    card.querySelectorAll('.wbody li, .wbody p').forEach(function (li) { rows.push([li.textContent, false]); });
+    var c = document.createElement('canvas'), g = c.getContext('2d'), font = brain.conf.font;
+    c.width = 900;
+    c.height = 70 + 34 * rows.length;
+    g.fillStyle = '#fff';
+    g.fillRect(0, 0, c.width, c.height);
+    g.fillStyle = '#12324f';
+    g.font = 'bold 26px ' + font;
+    g.fillText(name, 24, 42);
+    g.font = '20px ' + font;
+    g.fillStyle = '#1d2733';
+    rows.forEach(function (r, k) { g.fillText(r[0], 24, 84 + 34 * k); });
+    var a = document.createElement('a');
+    a.download = name + '.png';
+    a.href = c.toDataURL('image/png');
+    brain.lastPng = {name: a.download, rows: rows.length, bytes: a.href.length};
+    a.click();
+    return '';
+  };
 
   // -- frame times while panning (the benchmark reads them) ----------------------------------------------------
   brain.recordFrames = function (ms) {
