@@ -315,9 +315,16 @@ def test_english_keeps_the_view_and_drills_down(chromium, server, served_db, one
     c = page.evaluate("brain.map.getCenter()")
     jump(page, c["lng"] + 0.002, c["lat"] - 0.001, 14.5)
     before = page.evaluate("({c: brain.map.getCenter(), z: brain.map.getZoom()})")
+    box = page.locator("#map").bounding_box()
+    drag_rectangle(page, box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4, 200, 150)
+    page.wait_for_selector("#breadcrumb .area")
+    shapes = page.evaluate("brain.drawnShapes()")
     page.click("#lang-en")
     page.wait_for_selector("[data-indicator=population]")
     wait_idle(page)
+    page.wait_for_selector("#breadcrumb .area")  # the drawn area is kept too
+    assert page.evaluate("brain.drawnShapes()") == shapes
+    page.wait_for_function("document.querySelector('#panel-title').textContent === 'Drawn area'")
     assert "Layers" in page.inner_text(".left") and "图层" not in page.inner_text(".left")
     assert "population" in page.inner_text("#panel") and "人口" not in page.inner_text("#panel")
     after = page.evaluate("({c: brain.map.getCenter(), z: brain.map.getZoom()})")
@@ -643,4 +650,9 @@ def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server,
         data = open(got.value.path(), "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     assert not page.errors, page.errors[:3]
+    # printed: the map and the panel on the page, not the layer list or My page
+    page.emulate_media(media="print")
+    assert page.locator("#map").is_visible() and page.locator("#panel").is_visible()
+    assert not page.locator(".left").is_visible() and not page.locator("#dock").is_visible()
+    page.pdf(path=ARTIFACTS / "11-printed.pdf", format="A4", landscape=True)
     done(context)

@@ -47,8 +47,9 @@ def test_tokens_by_header_or_query_and_401_otherwise(server, served_db):
 def test_layers_list_what_each_role_may_see(server, served_db):
     got = {role: {l["id"]: l for l in get(server, "/layers", user_of(served_db, role)).json()}
            for role in ("district_analyst", "street_staff", "portal")}
-    assert set(got["district_analyst"]) == {"units", "buildings", "people", "organisations", "party", "events",
-                                            "devices"}
+    assert set(got["district_analyst"]) == {"units", "water", "roads", "buildings", "people", "organisations",
+                                            "party", "events", "devices"}
+    assert {"units", "water", "roads"} <= set(got["portal"])  # the basemap is every role's
     people = got["district_analyst"]["people"]["parts"][0]
     assert people["features_from_zoom"] == 17 and "name" in people["fields"]
     assert got["street_staff"]["people"]["parts"][0]["features_from_zoom"] is None  # counts only

@@ -75,6 +75,7 @@
     map.on('load', function () {
       addStyle(map, conf);
       brain.ready = true;
+      restoreShapes();
       var want = brain.state.view && brain.state.view.bbox;  // a unit asked for after the map was made
       if (!v.center && want && JSON.stringify(box(want)) !== JSON.stringify(brain.firstBounds)) {
         fitBox(want, false);
@@ -584,6 +585,14 @@
     send();
   }
 
+  function restoreShapes() {
+    if (new URLSearchParams(window.location.search).get('area') !== '1') { return; }
+    try {
+      var saved = JSON.parse(sessionStorage.getItem('brain.drawn') || '[]');
+      if (Array.isArray(saved) && saved.length) { drawing.shapes = saved; send(); }
+    } catch (e) { /* nothing kept */ }
+  }
+
   function send() {
     // every shape drawn so far: the server takes their union as the area
     window.dash_clientside.set_props('drawn', {data: {shapes: drawing.shapes.slice(), at: Date.now()}});
@@ -606,6 +615,10 @@
     if (s.theme) { q.set('theme', s.theme.layer + ':' + s.theme.indicator); }
     if (s.mode === '3d') { q.set('mode', '3d'); }
     if (s.heat) { q.set('heat', '1'); }
+    if (drawing.shapes.length) {  // the drawn areas stay in this tab (a language switch keeps them), not in links
+      q.set('area', '1');
+      try { sessionStorage.setItem('brain.drawn', JSON.stringify(drawing.shapes)); } catch (e) { /* private mode */ }
+    }
     var url = '/?' + q.toString();
     history.replaceState(null, '', url);
     ['zh', 'en'].forEach(function (lg) {  // switching language keeps the view
