@@ -9,7 +9,7 @@ c.close_s): the clock and limits are bound parameters, never formatted into the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -179,6 +179,7 @@ class Area:
     level: str | None = None
     polygon: Any = None
     grids: tuple[str, ...] | None = None  # a drawn area snapped to whole grids (roles with a floor)
+    since: datetime | None = None  # a time window: events reported from then on (other tables are not dated)
 
     def sql(self, alias: str = "t") -> tuple[str, list]:
         """Predicate keeping the rows of the area: its unit's code, its grids, or a point inside the polygon."""
@@ -200,7 +201,7 @@ class Area:
 def protect_area(db: Backend, scope: Scope, area: Area) -> Area:
     """The area as the scope may read it: a drawn polygon snapped to whole grids for roles with a floor."""
     if area.polygon is not None and area.grids is None and snaps_areas(scope):
-        return Area(polygon=area.polygon, grids=snap_to_grids(db, scope, area.polygon))
+        return replace(area, grids=snap_to_grids(db, scope, area.polygon))
     return area
 
 
@@ -223,6 +224,8 @@ def _table_query(table: str, exprs: list[tuple[str, str]], scope: Scope, area: A
     clock_sql, clock_params = clock.sql()
     scope_sql, scope_params = scope_filter(scope, "t")
     area_sql, area_params = area.sql("t")
+    if area.since is not None and table == "events":  # the time window counts events by their report
+        area_sql, area_params = f"{area_sql} AND t.reported_at >= ?", area_params + [area.since]
     head = "".join(f"{g}, " for g in group_by)
     tail = " GROUP BY " + ", ".join(str(i + 1) for i in range(len(group_by))) if group_by else ""
     return (f"SELECT {head}{cols} FROM {quote_ident(table)} t, {clock_sql} WHERE {scope_sql} AND {area_sql}{tail}",

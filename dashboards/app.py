@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -631,21 +632,25 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                id={"type": "unit", "code": u["code"]}, className="unit") for u in children]
         return items, listing
 
-    def area_of(current, sc: Scope | None = None) -> Area:
+    def area_of(current, sc: Scope | None = None, window: Any = None) -> Area:
+        """The unit or drawn area shown, with the time window its events are counted in."""
         current = _current(current)
         if current["kind"] == "unit":
-            return unit_area(service().db, sc or scope(), current["code"])
-        return Area(polygon=parse_area(current["geometry"], limits()))
+            area = unit_area(service().db, sc or scope(), current["code"])
+        else:
+            area = Area(polygon=parse_area(current["geometry"], limits()))
+        return replace(area, since=_since(window))
 
-    @app.callback(Output("panel", "children"), Input("current", "data"), State("units", "data"))
-    def panel(current, units):
+    @app.callback(Output("panel", "children"), Input("current", "data"), Input("time", "data"),
+                  State("units", "data"))
+    def panel(current, window, units):
         lg = lang()
         sc = scope()
         svc = service()
         current, units = _current(current), _units(units)
         _read(f"indicators {_where(current)}")
         try:
-            area = area_of(current)
+            area = area_of(current, sc, window)
             ind = indicators(svc.db, sc, area, svc.clock())
         except BrainError as exc:
             return html.P(str(exc), className="error")
@@ -822,7 +827,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
 
     def cards(page, current, sc, lg, window):
         svc = service()
-        area = area_of(current, sc)
+        area = area_of(current, sc, window)
         ind = indicators(svc.db, sc, area, svc.clock())
         places = {it["i"]: it for it in page["layout"]}
         out = []
@@ -864,7 +869,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         if kind is None:
             raise NotFound(f"no widget {trig.get('i')!r} on this page")
         lg, sc, svc = lang(), scope(), service()
-        area = area_of(current, sc)
+        area = area_of(current, sc, window)
         _read(f"widget csv {kind} {_where(current)}")
         rows = widget_rows(kind, indicators(svc.db, sc, area, svc.clock()), sc, svc, area, current, lg, window)
         buf = io.StringIO()
@@ -1033,11 +1038,9 @@ def widget_rows(kind, ind, sc, svc, area, current, lg, window) -> list[dict]:
                 for b in bands]
     if kind == "origin":
         return [{field_label("origin", lg): r["key"], t("count", lg): r["count"]} for r in ind["origin"]]
-    if kind == "events_time":
-        since = _since(window)
+    if kind == "events_time":  # the area carries the time window
         return [{t("month_axis", lg): r["month"], t("status", lg): voc.label("event_status", r["status"], lg),
-                 t("count", lg): r["count"]} for r in queries.events_by_month(svc.db, sc, area, svc.clock())
-                if since is None or r["month"] >= f"{since:%Y-%m}"]
+                 t("count", lg): r["count"]} for r in queries.events_by_month(svc.db, sc, area, svc.clock())]
     if kind == "overdue":
         ev = queries.events(svc.db, sc, svc.clock(), area=area, overdue=True, since=_since(window), size=20)
         return [{col("reported_at"): _when(e["reported_at"], lg), col("class"): voc.label("event_class", e["class"], lg),

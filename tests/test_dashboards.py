@@ -432,9 +432,12 @@ def test_a_click_on_an_event_opens_it_and_the_time_slider_shows_the_apis_count(c
         want = httpx.get(api, params={"size": 1, "since": since.replace(" ", "T")}, headers=auth).json()["total"]
         got = {e["properties"]["id"] for e in rendered(page, ["events-events-dot"])}
         assert len(got) == want, (since, len(got), want)
-        # the events list follows the window too
+        # the events list and the indicators follow the window too
         page.click("#tabs >> text=事件")
         page.wait_for_function(f"document.querySelector('#ev-pages').textContent.includes('共 {want:,} 条')")
+        page.click("#tabs >> text=指标")
+        page.wait_for_function(f"document.querySelector('#panel [data-indicator=events]') && "
+                               f"document.querySelector('#panel [data-indicator=events]').dataset.value == '{want}'")
         page.click("#tabs >> text=详情")
         counts.add(want)
     assert len(counts) == 2 and max(counts) < everything, "the windows should select different events"

@@ -66,3 +66,19 @@ def test_people_open_for_personal_roles_only(db):
     org = db.query("SELECT id FROM organisations WHERE street_code = ? ORDER BY id LIMIT 1",
                    [street.user.unit_code])[0][0]
     assert "phone" not in feature(db, street, "organisations", org, CLOCK)["record"]
+
+
+def test_a_time_window_counts_only_the_events_reported_in_it(db):
+    """Issue 14.6: the indicators follow the map's time window (events by their report; undated tables not)."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from brain.metrics import indicators, unit_area
+
+    analyst, code = _scope(db, "district_analyst", "district")
+    since = datetime(2026, 9, 1)
+    whole = indicators(db, analyst, unit_area(db, analyst, code), CLOCK)["values"]
+    window = indicators(db, analyst, replace(unit_area(db, analyst, code), since=since), CLOCK)["values"]
+    want = db.query("SELECT count(*) FROM events WHERE reported_at >= ?", [since])[0][0]
+    assert window["events"] == want < whole["events"]
+    assert window["population"] == whole["population"]
