@@ -25,10 +25,10 @@ from brain.audit import COLUMNS as AUDIT_COLUMNS
 from brain.backend import Backend, as_wkb, connect, lonlat_box, quote_ident
 from brain.errors import BadRequest, NotAuthenticated, NotFound
 from brain.layers.catalog import CATALOG, Layer, Part
-from brain.layers.reader import Select, aggregate_select, bind, feature_select
+from brain.layers.reader import Select, aggregate_select, bind, feature_select, part_disclosure
 from brain.metrics import Area, Clock, protect_area, unit_area
 from brain.model import LEVELS
-from brain.scope import Scope, disclosure, scope_sql
+from brain.scope import Scope, scope_sql
 from brain.settings import Settings
 
 ADMIN_NAME = "(admin)"
@@ -202,9 +202,8 @@ class Session:
         if mode == "features":
             return feature_select(part, part.visible_fields(self.scope), self.scope.user.unit_level, clip=part.clip,
                                   geom="geom", prefilter=prefilter, zoom=True, materialize=False)
-        dis = tuple((tb, disclosure(self.scope, tb)) for tb in dict.fromkeys(
-            _metrics.INDICATORS[n].table for n in part.aggregate))
-        return aggregate_select(part, self.scope.user.unit_level, dis, geom="geom", prefilter=prefilter)
+        return aggregate_select(part, self.scope.user.unit_level, part_disclosure(part, self.scope), geom="geom",
+                                prefilter=prefilter)
 
     def bind(self, sel: Select, pre: list, z: int) -> list:
         """The select's parameter values for this user."""

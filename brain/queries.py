@@ -190,12 +190,12 @@ def feature(db: Backend, scope: Scope, table: str, feature_id: str, clock: Clock
     out: dict[str, Any] = {"table": table, "record": rows[0]}
     if table == "events":
         clock_sql, clock_params = clock.sql()
-        late = db.query(f"SELECT ({OVERDUE_RESPOND}), ({OVERDUE_CLOSE}) FROM events t, {clock_sql} WHERE t.id = ?",
-                        clock_params + [feature_id])[0]
-        reported = db.query("SELECT reported_at FROM events WHERE id = ?", [feature_id])[0][0]
+        reported, late_respond, late_close = db.query(
+            f"SELECT t.reported_at, ({OVERDUE_RESPOND}), ({OVERDUE_CLOSE}) FROM events t, {clock_sql} WHERE t.id = ?",
+            clock_params + [feature_id])[0]
         out["limits"] = {"respond_by": _json(reported + timedelta(seconds=clock.respond_s)),
                          "close_by": _json(reported + timedelta(seconds=clock.close_s)),
-                         "overdue_respond": bool(late[0]), "overdue_close": bool(late[1])}
+                         "overdue_respond": bool(late_respond), "overdue_close": bool(late_close)}
     if table == "devices":
         rf = [f for f in ("metric", "value", "unit", "alarm", "ts") if f in visible_fields(scope, "device_readings")]
         out["readings"] = _rows(db, f"SELECT {_cols(rf)} FROM (SELECT t.*, row_number() OVER (PARTITION BY t.metric "

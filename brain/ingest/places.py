@@ -11,6 +11,8 @@ from brain.coords import to_wgs84
 
 POLYGONAL = ("Polygon", "MultiPolygon")
 LINEAR = ("LineString", "MultiLineString")
+#: The geometry types each entity geometry kind accepts (a shape is a line or a polygon).
+KINDS = {"point": ("Point",), "polygon": POLYGONAL, "line": LINEAR, "shape": POLYGONAL + LINEAR}
 MIN_AREA_M2 = 1.0  # no real footprint or admin unit is smaller
 
 
@@ -68,13 +70,10 @@ def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
     if invalid.any():
         why = shapely.is_valid_reason(out[invalid])
         fixed = shapely.make_valid(out[invalid])
-        if kind == "polygon":
-            fixed = np.array([_polygonal(g) for g in fixed], dtype=object)
-        elif kind in ("line", "shape"):
-            fixed = np.array([_of_kinds(g, POLYGONAL + LINEAR if kind == "shape" else LINEAR) for g in fixed],
-                             dtype=object)
-        else:
+        if kind == "point":
             fixed = np.array([g if g.geom_type == "Point" else None for g in fixed], dtype=object)
+        else:
+            fixed = np.array([_of_kinds(g, KINDS[kind]) for g in fixed], dtype=object)
         lost = shapely.is_missing(fixed) | shapely.is_empty(fixed)
         idx = np.flatnonzero(invalid)
         reason[idx[lost]] = "geometry-invalid"
@@ -91,7 +90,7 @@ def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
         detail[tiny] = [f"degenerate polygon: area < {MIN_AREA_M2} m²"] * len(tiny)
     wrong = present & (reason == None)  # noqa: E711
     types = shapely.get_type_id(out[wrong])
-    want = {"polygon": (3, 6), "line": (1, 5), "shape": (1, 3, 5, 6)}.get(kind, (0,))
+    want = [shapely.GeometryType[name.upper()] for name in KINDS[kind]]
     bad_type = np.flatnonzero(wrong)[~np.isin(types, want)]
     reason[bad_type] = "geometry-invalid"
     detail[bad_type] = [f"expected a {kind}, got {g.geom_type}" for g in out[bad_type]]
@@ -99,22 +98,11 @@ def prepare_geometry(geoms: np.ndarray, crs: str, kind: str):
 
 
 def _of_kinds(geom, kinds: tuple[str, ...]):
-    """The parts of a repaired geometry of the wanted kinds (make_valid of a self-crossing line gives a multi-line)."""
+    """The parts of a repaired geometry of the wanted kinds: make_valid can return collections (a polygon with
+    lines), and a self-crossing line comes back as a multi-line."""
     if geom is None or geom.is_empty:
         return None
     if geom.geom_type in kinds:
         return geom
     parts = [p for p in shapely.get_parts(geom) if p.geom_type in kinds]
     return shapely.union_all(parts) if parts else None
-
-
-def _polygonal(geom):
-    """The polygonal part of a repaired geometry (make_valid can return collections with lines)."""
-    if geom is None or geom.is_empty:
-        return None
-    if geom.geom_type in POLYGONAL:
-        return geom
-    parts = [p for p in shapely.get_parts(geom) if p.geom_type in POLYGONAL]
-    if not parts:
-        return None
-    return shapely.union_all(parts)

@@ -126,6 +126,14 @@ def aggregate_select(part: Part, level: str, disclosure: tuple[tuple[str, Disclo
     return Select(tuple(ctes), body, order, ("code", "name", "geom", *(i.name for i in inds)))
 
 
+def part_disclosure(part: Part, scope) -> tuple[tuple[str, Disclosure | None], ...]:
+    """How each table a part's per-grid indicators count is protected for this scope (aggregate_select's
+    `disclosure`)."""
+    from brain.scope import disclosure
+
+    return tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(INDICATORS[n].table for n in part.aggregate))
+
+
 def bind(sel: Select, unit: str, clock, pre: list | tuple = (), z: int | None = None) -> list:
     """The select's parameter values: the scope's unit code, the clock, a prefilter's values and a zoom."""
     values = {"unit": [unit], "pre": list(pre), "z": [z],
@@ -136,11 +144,8 @@ def bind(sel: Select, unit: str, clock, pre: list | tuple = (), z: int | None = 
 def grid_values(db, scope, clock, part: Part, indicator: str) -> list[tuple[str, float | None]]:
     """(grid code, value) of one of a part's per-grid indicators over the scope's grids, protected exactly as on the
     map's tiles (a map theme's classes are taken from these)."""
-    from brain.scope import disclosure
-
     if indicator not in part.aggregate:
         raise ValueError(f"{indicator!r} is not served per grid by part {part.name}")
-    dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(INDICATORS[n].table for n in part.aggregate))
-    sel = aggregate_select(part, scope.user.unit_level, dis, geom="geom")
+    sel = aggregate_select(part, scope.user.unit_level, part_disclosure(part, scope), geom="geom")
     return db.query(f"SELECT q.code, q.{quote_ident(indicator)} FROM ({sel.sql()}) q ORDER BY q.code",
                     bind(sel, scope.user.unit_code, clock))

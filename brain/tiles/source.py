@@ -19,9 +19,10 @@ from cachetools import LRUCache  # a size-bounded LRU keyed by bytes, with no re
 from brain.backend import Backend, as_wkb
 from brain.errors import BadRequest, NotFound
 from brain.layers.catalog import CATALOG, Layer
+from brain.layers.reader import part_disclosure
 from brain.metrics import INDICATORS, Clock
 from brain.schema import data_version
-from brain.scope import Scope, disclosure
+from brain.scope import Scope
 from brain.tiles.sql import BATCH_TILES, BUFFER, EXTENT, batch_query, tile_query
 
 MAX_ZOOM = 22
@@ -159,8 +160,7 @@ class TileSource:
                 return None
             clip = where == "edge"
         fields = part.visible_fields(scope) if mode == "features" else ()
-        dis = tuple((tb, disclosure(scope, tb)) for tb in dict.fromkeys(
-            INDICATORS[n].table for n in part.aggregate)) if mode == "aggregate" else ()
+        dis = part_disclosure(part, scope) if mode == "aggregate" else ()
         q = tile_query(part, mode, fields, scope.user.unit_level, clip, self.db.dialect, dis)
         return q.sql, [v for name in q.params for v in values[name]]
 
