@@ -29,11 +29,11 @@ from brain.auth import SignInPolicy, create_session, end_session, sign_in
 from brain.errors import BadRequest, BrainError, Forbidden, NotFound, Throttled, TooLarge, http_status
 from brain.layers.catalog import CATALOG
 from brain.layers.reader import grid_values
-from brain.metrics import INDICATORS, RESOURCES, Area, indicators, ranking, resources, unit_area
-from brain.model import LEVEL_LABELS, LEVELS, VOCABS
+from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
+from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
 from brain.vocabulary import stored
-from dashboards.i18n import FIELD_VOCAB, MAP_LOCALE, WIDGETS, bilingual, field_label, t
+from dashboards.i18n import MAP_LOCALE, WIDGETS, bilingual, field_label, t
 
 SESSION_COOKIE = "brain_session"
 LANG_COOKIE = "brain_lang"
@@ -403,6 +403,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         sc = Scope(user)
         svc = service()
         db = svc.db
+        voc = stored(db)
         tree = queries.unit_tree(db, sc, geometry=False)["features"]
         units = {f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]} for f in tree}
         root = units[user.unit_code]
@@ -424,7 +425,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         x0, y0, x1, y1 = root["bbox"]
         pad = max(x1 - x0, y1 - y0) * 0.6
         conf = {
-            "catalog": catalog, "lang": lg, "labels": stored(db).labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
+            "catalog": catalog, "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
             "mask": {"type": "Feature", "properties": {}, "geometry": mask},
@@ -465,7 +466,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                       "value": l.id} for l in visible], className="layer-list"),
                     dcc.Checklist(id="heat", value=["on"] if view["heat"] else [],
                                   options=[{"label": t("heatmap", lg), "value": "on"}], className="layer-list"),
-                    html.Div(id="legend", className="legend", children=_legend(visible, stored(db), lg)),
+                    html.Div(id="legend", className="legend", children=_legend(visible, voc, lg)),
                     html.H3(t("theme", lg)),
                     dcc.Dropdown(id="theme", value=view["theme"], clearable=True, searchable=False,
                                  placeholder=t("theme_none", lg),
@@ -513,10 +514,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                         dcc.Tab(label=t("events", lg), value="events", children=html.Div(className="panel", children=[
                             html.Div(className="filters", children=[
                                 dcc.Dropdown(id="ev-status", placeholder=t("status", lg), searchable=False,
-                                             options=[{"label": stored(db).label("event_status", c, lg), "value": c}
+                                             options=[{"label": voc.label("event_status", c, lg), "value": c}
                                                       for c in VOCABS["event_status"]]),
                                 dcc.Dropdown(id="ev-class", placeholder=t("class", lg), searchable=False,
-                                             options=[{"label": stored(db).label("event_class", c, lg), "value": c}
+                                             options=[{"label": voc.label("event_class", c, lg), "value": c}
                                                       for c in VOCABS["event_class"]]),
                                 dcc.Checklist(id="ev-overdue", options=[{"label": t("overdue_only", lg),
                                                                          "value": "on"}], value=[])]),
@@ -666,7 +667,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             res = resources(svc.db, sc, area, 1, 100)
             body += [html.H4(f"{t('resources', lg)} ({res['total']})"),
                      html.Ul(className="resources", children=[
-                         html.Li(html.Button(f"{_kind_label(voc, r, lg)} · {r['name']}", className="goto",
+                         html.Li(html.Button(f"{_value(voc, r['what'], 'kind', r['kind'], lg)} · {r['name']}", className="goto",
                                              id={"type": "goto", "at": f"{r['lon']:.6f},{r['lat']:.6f}"}))
                          for r in res["items"]])]
         return html.Div(body, **{"data-as-of": ind["as_of"]})
@@ -726,17 +727,16 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         page = max(1, page - 1) if ctx.triggered_id == "ev-prev" else page + 1 if ctx.triggered_id == "ev-next" else 1
         _read(f"events {_where(current)}", "events")
         try:
-            ev = queries.events(svc.db, sc, svc.clock(), status=status or None, cls=cls or None,
-                                overdue=True if overdue else None, since=_since(window),
-                                area=area_of(current, sc), page=page, size=EVENTS_PAGE)
+            area = area_of(current, sc, window)
+            filters = dict(status=status or None, cls=cls or None, overdue=True if overdue else None, since=area.since,
+                           area=area, size=EVENTS_PAGE)
+            ev = queries.events(svc.db, sc, svc.clock(), page=page, **filters)
         except BrainError as exc:
             return html.P(str(exc), className="error"), "", 1
         pages = max(1, -(-ev["total"] // EVENTS_PAGE))
         if page > pages:  # paged past the end (the filter narrowed the list)
             page = pages
-            ev = queries.events(svc.db, sc, svc.clock(), status=status or None, cls=cls or None,
-                                overdue=True if overdue else None, since=_since(window),
-                                area=area_of(current, sc), page=page, size=EVENTS_PAGE)
+            ev = queries.events(svc.db, sc, svc.clock(), page=page, **filters)
         voc = stored(svc.db)
         items = html.Ul(className="events", children=[
             html.Li(html.Button(" · ".join(x for x in (
@@ -829,11 +829,12 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         svc = service()
         area = area_of(current, sc, window)
         ind = indicators(svc.db, sc, area, svc.clock())
+        voc = stored(svc.db)
         places = {it["i"]: it for it in page["layout"]}
         out = []
         for w in page["widgets"]:
             try:
-                body = _widget(w["type"], ind, sc, svc, area, current, lg, window)
+                body = _widget(w["type"], ind, sc, svc, area, current, lg, voc)
             except BrainError as exc:
                 body = html.P(str(exc), className="error")
             place = places.get(w["i"], {"x": 0, "y": 100, "w": 6, "h": 2})
@@ -854,7 +855,6 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                   prevent_initial_call=True)
     def widgets(current, window, page):
         current = _current(current)
-        _since(window)  # refused here when malformed
         _read(f"widgets {_where(current)}")
         return cards(_page(page), current, scope(), lang(), window)
 
@@ -871,7 +871,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         lg, sc, svc = lang(), scope(), service()
         area = area_of(current, sc, window)
         _read(f"widget csv {kind} {_where(current)}")
-        rows = widget_rows(kind, indicators(svc.db, sc, area, svc.clock()), sc, svc, area, current, lg, window)
+        rows = widget_rows(kind, indicators(svc.db, sc, area, svc.clock()), sc, svc, area, current, lg, stored(svc.db))
         buf = io.StringIO()
         if rows:
             writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -888,27 +888,17 @@ def page_layout(page) -> list[dict]:
 
 
 def _legend(layers, voc, lg):
-    vocab_of = {"use": "building_use", "residence": "residence", "kind": "org_kind", "status": "event_status"}
     rows = []
     for layer in layers:
         colors = layer.style.get("colors") or {}
-        if colors:
-            vocab = {"devices": "device_status", "water": "water_kind", "roads": "road_class"}.get(
-                layer.id, vocab_of.get(layer.style.get("by")))
+        if colors:  # labelled through the vocabulary the model names for the field the layer is coloured by
+            vocab = ENTITIES[layer.parts[0].table].field_map[layer.style["by"]].vocab
             keys = [html.Span([html.I(className="swatch", style={"background": c}), voc.label(vocab, k, lg)],
                               className="key") for k, c in colors.items()]
             if layer.style.get("ring"):
                 keys.append(html.Span([html.I(className="swatch ring"), t("overdue", lg)], className="key"))
             rows.append(html.Div([html.B(bilingual(layer.title, lg))] + keys, className="legend-row"))
     return rows
-
-
-def _kind_label(voc, item: dict, lg: str) -> str:
-    vocab = {"organisations": "org_kind", "devices": "device_kind"}
-    for table, _ in RESOURCES:
-        if item["kind"] in voc.codes(vocab[table]):
-            return voc.label(vocab[table], item["kind"], lg)
-    return item["kind"]
 
 
 def _kpis(values: dict, names, lg) -> html.Div:
@@ -926,37 +916,34 @@ def _graph(fig: go.Figure) -> dcc.Graph:
     return dcc.Graph(figure=fig, style={"height": "190px"}, config={"displayModeBar": False})
 
 
-def _value(voc, name: str, v: Any, lg: str) -> str:
-    """A record's value for the page: coded values labelled, timestamps formatted, flags as yes/no."""
+def _value(voc, table: str, name: str, v: Any, lg: str) -> str:
+    """A record's value for the page: coded values labelled through the vocabulary the model names for the field,
+    timestamps and dates formatted, flags as yes/no."""
     if v is None or v == "":
         return "—"
-    vocab = FIELD_VOCAB.get(name)
-    if name == "special_groups":
-        return "、".join(voc.label("special_group", c, lg) for c in str(v).split(";") if c) if lg == "zh" else \
-            ", ".join(voc.label("special_group", c, lg) for c in str(v).split(";") if c)
+    field = ENTITIES[table].field_map.get(name) if table in ENTITIES else None
     if isinstance(v, bool):
         return voc.label("yes_no", "true" if v else "false", lg)
-    if vocab:
-        return voc.label(vocab, str(v), lg)
-    if name.endswith("_at") or name == "ts" or name.endswith("_date"):
+    if field is not None and field.type == "multi":
+        return ("、" if lg == "zh" else ", ").join(voc.label(field.vocab, c, lg) for c in str(v).split(";") if c)
+    if field is not None and field.vocab:
+        return voc.label(field.vocab, str(v), lg)
+    if field is not None and field.type in ("timestamp", "date"):
         return _when(v, lg)
     return str(v)
 
 
-FEATURE_VOCABS = {"events": {"status": "event_status"}, "devices": {"kind": "device_kind", "status": "device_status"},
-                  "organisations": {"kind": "org_kind"}, "people": {}}
 FEATURE_TITLES = {"events": "event", "devices": "device", "organisations": "organisation", "people": "people"}
 
 
 def _feature(f: dict, voc, lg: str) -> html.Div:
     """The panel of one clicked feature: its record, and an event's time limits or a device's readings."""
     table, rec = f["table"], dict(f["record"])
-    vocabs = FEATURE_VOCABS[table]
     rows = []
     for name, v in rec.items():
         if name in ("id", "lon", "lat", "building_id", "household_id") or (table == "events" and name.endswith("_at")):
             continue
-        shown = voc.label(vocabs[name], v, lg) if name in vocabs else _value(voc, name, v, lg)
+        shown = _value(voc, table, name, v, lg)
         rows.append(html.Tr([html.Th(field_label(name, lg)), html.Td(shown)]))
     head = {"events": lambda: " · ".join(x for x in (voc.label("event_class", rec.get("class"), lg),
                                                       voc.label("event_type", rec.get("type"), lg)) if x),
@@ -1005,7 +992,7 @@ def _building(b: dict, bid: str, voc, lg: str) -> html.Div:
                 f" · {t('linked', lg)}" if h["linked_to_party_member"] else "")
             body.append(html.Tbody(className="household", children=[
                 html.Tr(html.Th(note, colSpan=len(cols), className="hh")),
-                *[html.Tr([html.Td(_value(voc, c, r.get(c), lg)) for c in cols]) for r in h["residents"]]]))
+                *[html.Tr([html.Td(_value(voc, "people", c, r.get(c), lg)) for c in cols]) for r in h["residents"]]]))
         out.append(html.Div(className="table-wrap", children=html.Table(className="residents", children=[
             html.Thead(html.Tr([html.Th(field_label(c, lg), **{"data-field": c}) for c in cols])), *body])))
     out.append(html.H4(t("organisations", lg)))
@@ -1019,9 +1006,10 @@ def _building(b: dict, bid: str, voc, lg: str) -> html.Div:
     return html.Div(out, **{"data-building": bid})
 
 
-def widget_rows(kind, ind, sc, svc, area, current, lg, window) -> list[dict]:
-    """A widget's numbers as rows (what it draws, and what its CSV holds), in the page's language."""
-    v, voc = ind["values"], stored(svc.db)
+def widget_rows(kind, ind, sc, svc, area, current, lg, voc) -> list[dict]:
+    """A widget's numbers as rows (what it draws, and what its CSV holds), in the page's language; the area
+    carries the time window."""
+    v = ind["values"]
     kpis = {"headline": ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"),
             "resolution": ("resolution_rate", "respond_on_time_rate", "close_on_time_rate", "median_respond_minutes",
                            "median_close_hours"),
@@ -1042,7 +1030,7 @@ def widget_rows(kind, ind, sc, svc, area, current, lg, window) -> list[dict]:
         return [{t("month_axis", lg): r["month"], t("status", lg): voc.label("event_status", r["status"], lg),
                  t("count", lg): r["count"]} for r in queries.events_by_month(svc.db, sc, area, svc.clock())]
     if kind == "overdue":
-        ev = queries.events(svc.db, sc, svc.clock(), area=area, overdue=True, since=_since(window), size=20)
+        ev = queries.events(svc.db, sc, svc.clock(), area=area, overdue=True, since=area.since, size=20)
         return [{col("reported_at"): _when(e["reported_at"], lg), col("class"): voc.label("event_class", e["class"], lg),
                  col("status"): voc.label("event_status", e["status"], lg)} for e in ev["items"]]
     if kind == "ranking":
@@ -1057,7 +1045,7 @@ def widget_rows(kind, ind, sc, svc, area, current, lg, window) -> list[dict]:
     return []
 
 
-def _widget(kind, ind, sc, svc, area, current, lg, window):
+def _widget(kind, ind, sc, svc, area, current, lg, voc):
     v = ind["values"]
     if kind == "headline":
         return _kpis(v, ("population", "households", "events", "open_events", "overdue_close", "resolution_rate"), lg)
@@ -1067,7 +1055,7 @@ def _widget(kind, ind, sc, svc, area, current, lg, window):
     if kind == "party":
         return _kpis(v, ("party_members", "org_party_org", "org_service_centre", "households_linked",
                          "party_link_share"), lg)
-    rows = widget_rows(kind, ind, sc, svc, area, current, lg, window)
+    rows = widget_rows(kind, ind, sc, svc, area, current, lg, voc)
     if kind == "age":  # a pyramid: men to the left, women to the right
         fig = go.Figure()
         for key, sign in ((t("male", lg), -1), (t("female", lg), 1)):
@@ -1083,7 +1071,7 @@ def _widget(kind, ind, sc, svc, area, current, lg, window):
         fig = go.Figure()
         month, status, count = t("month_axis", lg), t("status", lg), t("count", lg)
         for code in VOCABS["event_status"]:
-            label = stored(svc.db).label("event_status", code, lg)
+            label = voc.label("event_status", code, lg)
             pts = [r for r in rows if r[status] == label]
             fig.add_bar(x=[r[month] for r in pts], y=[r[count] for r in pts], name=label)
         fig.update_layout(barmode="stack")

@@ -115,12 +115,6 @@ FIELDS: dict[str, tuple[str, str]] = {
     "year_built": ("建成年份", "Built"), "grid_code": ("网格", "Grid"),
 }
 
-#: The vocabulary each coded field's values come from (labels through brain.vocabulary).
-FIELD_VOCAB = {"gender": "gender", "residence": "residence", "special_groups": "special_group", "kind": None,
-               "industry": "industry", "active": "active", "class": "event_class", "type": "event_type",
-               "status": None, "channel": "channel", "use": "building_use", "fire_facilities": "yes_no",
-               "rented": "yes_no", "alarm": "yes_no"}
-
 #: MapLibre's own control titles, in each language.
 MAP_LOCALE = {
     "zh": {"NavigationControl.ZoomIn": "放大", "NavigationControl.ZoomOut": "缩小",

@@ -7,7 +7,6 @@
   brain.map = null;
   brain.state = {layers: [], current: null, theme: null, time: null, mode: '2d', heat: false, view: null};
   brain.tilesLoaded = 0;
-  brain.frames = [];
 
   // -- start: the map is created when Dash has rendered #map and handed us the page's configuration --------
   function loadVendor() {
@@ -400,7 +399,6 @@
                zoom: brain.map.getZoom(), at: Date.now()};
     if (md.pick === 'feature') { out.id = String(p.id); } else { out.code = String(p.code); }
     if (md.pick === 'feature') { mark(f.geometry); }
-    brain.lastClick = out;
     window.dash_clientside.set_props('clicked', {data: out});
   }
 
@@ -660,20 +658,7 @@
     var a = document.createElement('a');
     a.download = name + '.png';
     a.href = c.toDataURL('image/png');
-    brain.lastPng = {name: a.download, rows: rows.length, bytes: a.href.length};
     a.click();
     return '';
-  };
-
-  // -- frame times while panning (the benchmark reads them) ----------------------------------------------------
-  brain.recordFrames = function (ms) {
-    brain.frames = [];
-    var last = performance.now(), end = last + ms;
-    function tick(t) {
-      brain.frames.push(t - last);
-      last = t;
-      if (t < end) { requestAnimationFrame(tick); }
-    }
-    requestAnimationFrame(tick);
   };
 })();
