@@ -169,11 +169,18 @@ def _current(v: Any) -> dict:
     raise BadRequest("the page's current view is malformed: reload the page")
 
 
-def _units(v: Any) -> dict:
-    """The unit tree the page was given (display only: every read is checked against the scope again)."""
-    if not isinstance(v, dict) or not all(isinstance(u, dict) for u in v.values()):
-        raise BadRequest("the page's unit list is malformed: reload the page")
-    return v
+def unit_map(db, sc: Scope) -> dict:
+    """The units in the user's scope by code, with their bounding boxes (read again per call: 3 ms on the medium
+    sample, where sending it with every callback cost the page 96 kB each way)."""
+    return {f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]}
+            for f in queries.unit_tree(db, sc, geometry=False)["features"]}
+
+
+def time_code(preset: Any, days: Any, by_slider: bool) -> str:
+    """The time window a control asks for: a preset, or d<N> from the slider; anything else is all of time."""
+    if by_slider and days is not None:
+        return f"d{max(1, min(365, int(_number(days, 'the number of days'))))}"
+    return preset if isinstance(preset, str) and preset in PRESETS else "all"
 
 
 def _number(v: Any, what: str) -> float:
@@ -404,8 +411,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         svc = service()
         db = svc.db
         voc = stored(db)
-        tree = queries.unit_tree(db, sc, geometry=False)["features"]
-        units = {f["properties"]["code"]: {**f["properties"], "bbox": f["bbox"]} for f in tree}
+        units = unit_map(db, sc)
         root = units[user.unit_code]
         visible = [l for l in CATALOG.values() if l.visible(sc)]
         catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "detail_zoom": l.detail_zoom,
@@ -438,18 +444,27 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             | {"person": t("people", lg), "locale": MAP_LOCALE[lg]},
         }
         current = {"kind": "unit", "code": view["unit"]}
+        # what the page's first callbacks would answer is answered here, so the page's first requests are the panel
+        # and the events list, none waiting on another (Dash holds a callback while an input's source is pending)
+        window, preset, days, window_text = time_state(view["time"], lg)
+        spec, theme_legend = theme_state(view["theme"], sc, lg)
+        crumb_items, unit_items = crumb_state(current, units, user, lg)
+        # the map is drawn in this state from its first frame (the stores' callbacks then find nothing to change)
+        conf["state"] = {"layers": view["layers"], "current": current, "theme": spec, "time": window,
+                         "mode": view["mode"], "heat": view["heat"]}
         return html.Div(className="app", children=[
             dcc.Store(id="conf", data=conf),
             dcc.Store(id="current", data=current), dcc.Store(id="home", data=view["unit"]),
             dcc.Store(id="view", data={"bbox": units[view["unit"]]["bbox"], "keep": bool(view["map"])}),
             dcc.Store(id="clicked"), dcc.Store(id="feature"), dcc.Store(id="drawn"),
-            dcc.Store(id="mode", data=view["mode"]), dcc.Store(id="theme-spec"), dcc.Store(id="time"),
+            dcc.Store(id="mode", data=view["mode"]), dcc.Store(id="theme-spec", data=spec),
+            dcc.Store(id="time", data=window),
             dcc.Store(id="events-page", data=1), dcc.Download(id="download"),
-            dcc.Store(id="page", data=page), dcc.Store(id="units", data=units),
+            dcc.Store(id="page", data=page),
             *(html.Div(id=f"sink-{k}", hidden=True) for k in SINKS),
             html.Header([
                 html.H1(title(lg)),
-                html.Nav(id="breadcrumb", className="breadcrumb"),
+                html.Nav(id="breadcrumb", className="breadcrumb", children=crumb_items),
                 html.Div(className="who", children=[
                     html.Span(f"{user.name} · {bilingual(user.role.label, lg)} · {root['name']}", id="who"),
                     html.Button(t("print", lg), id="print", className="linkish"),
@@ -471,17 +486,17 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                     dcc.Dropdown(id="theme", value=view["theme"], clearable=True, searchable=False,
                                  placeholder=t("theme_none", lg),
                                  options=[{"label": o["label"], "value": k} for k, o in options.items()]),
-                    html.Div(id="theme-legend", className="legend"),
+                    html.Div(id="theme-legend", className="legend", children=theme_legend),
                     html.H3(t("time", lg)),
-                    dcc.RadioItems(id="time-preset", value=view["time"] if view["time"] in PRESETS else None,
+                    dcc.RadioItems(id="time-preset", value=preset,
                                    options=[{"label": t(p, lg), "value": p} for p in PRESETS], inline=True,
                                    className="presets"),
-                    dcc.Slider(id="time-days", min=1, max=365, step=1, value=_days(view["time"]),
+                    dcc.Slider(id="time-days", min=1, max=365, step=1, value=days,
                                marks={1: "1", 30: "30", 90: "90", 180: "180", 365: "365"},
                                tooltip={"placement": "bottom"}, updatemode="mouseup"),
-                    html.Div(id="time-label", className="muted"),
+                    html.Div(id="time-label", className="muted", children=window_text),
                     html.H3(t("units", lg)),
-                    html.Div(id="unit-list", className="unit-list"),
+                    html.Div(id="unit-list", className="unit-list", children=unit_items),
                     html.H3(t("search", lg)),
                     dcc.Input(id="search", type="search", debounce=True, placeholder=t("search_hint", lg),
                               className="search"),
@@ -502,7 +517,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                             # rendered with the page, so the grid mounts with its widgets and their saved places
                             dsg.Grid(id="grid", cols=12, rowHeight=120, layout=page["layout"],
                                      draggableHandle=".whead", draggableCancel=".rm,.wbtn", isDroppable=True,
-                                     compactType="vertical", children=cards(page, current, sc, lg, None))]),
+                                     compactType="vertical", children=cards(page, current, sc, lg, window))]),
                     ]),
                 ]),
                 html.Aside(className="right", children=[
@@ -580,23 +595,21 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         return current["code"]
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
-                  Input({"type": "unit", "code": ALL}, "n_clicks"), State("units", "data"),
-                  prevent_initial_call=True)
-    def pick_unit(clicks, units):
+                  Input({"type": "unit", "code": ALL}, "n_clicks"), prevent_initial_call=True)
+    def pick_unit(clicks):
         if not isinstance(ctx.triggered_id, dict) or not isinstance(clicks, list) or not any(clicks):
             raise PreventUpdate
-        code, units = ctx.triggered_id.get("code"), _units(units)
+        code, units = ctx.triggered_id.get("code"), unit_map(service().db, scope())
         if code not in units:
             raise NotFound(f"no unit {code!r} on this page")
         return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}
 
     @app.callback(Output("current", "data", allow_duplicate=True), Output("view", "data", allow_duplicate=True),
                   Output("feature", "data"), Output("tabs", "value"),
-                  Input("clicked", "data"), State("units", "data"), prevent_initial_call=True)
-    def map_click(clicked, units):
+                  Input("clicked", "data"), prevent_initial_call=True)
+    def map_click(clicked):
         if not isinstance(clicked, dict):
             raise PreventUpdate
-        units = _units(units)
         if clicked.get("kind") == "feature":
             table = {"party": "organisations"}.get(clicked.get("layer"), clicked.get("layer"))
             if table not in queries.FEATURE_TABLES:
@@ -604,17 +617,21 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             return dash.no_update, dash.no_update, {"table": table, "id": _text(clicked.get("id"), "the id")}, "detail"
         # a unit outline or a grid's shading: the deepest unit there, found in the user's scope
         lon, lat = _number(clicked.get("lon"), "lon"), _number(clicked.get("lat"), "lat")
-        code = queries.at_point(service().db, scope(), lon, lat)["unit"]
+        sc = scope()
+        code = queries.at_point(service().db, sc, lon, lat)["unit"]
+        units = unit_map(service().db, sc)
         if code in units:
             return {"kind": "unit", "code": code}, {"bbox": units[code].get("bbox")}, dash.no_update, "indicators"
         raise PreventUpdate
 
     @app.callback(Output("breadcrumb", "children"), Output("unit-list", "children"),
-                  Input("current", "data"), State("units", "data"))
-    def crumbs(current, units):
-        lg = lang()
-        user = scope().user
-        current, units = _current(current), _units(units)
+                  Input("current", "data"), prevent_initial_call=True)
+    def crumbs(current):
+        sc = scope()
+        return crumb_state(_current(current), unit_map(service().db, sc), sc.user, lang())
+
+    def crumb_state(current: dict, units: dict, user, lg: str) -> tuple[list, list]:
+        """The breadcrumb from the user's unit down to the one shown, and the units one level below it."""
         code = current.get("code") if current.get("kind") == "unit" else None
         chain, c = [], code
         while c in units:
@@ -642,13 +659,12 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             area = Area(polygon=parse_area(current["geometry"], limits()))
         return replace(area, since=_since(window))
 
-    @app.callback(Output("panel", "children"), Input("current", "data"), Input("time", "data"),
-                  State("units", "data"))
-    def panel(current, window, units):
+    @app.callback(Output("panel", "children"), Input("current", "data"), Input("time", "data"))
+    def panel(current, window):
         lg = lang()
         sc = scope()
         svc = service()
-        current, units = _current(current), _units(units)
+        current, units = _current(current), unit_map(svc.db, sc)
         _read(f"indicators {_where(current)}")
         try:
             area = area_of(current, sc, window)
@@ -673,26 +689,27 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         return html.Div(body, **{"data-as-of": ind["as_of"]})
 
     @app.callback(Output("time", "data"), Output("time-preset", "value"), Output("time-days", "value"),
-                  Output("time-label", "children"), Input("time-preset", "value"), Input("time-days", "value"))
+                  Output("time-label", "children"), Input("time-preset", "value"), Input("time-days", "value"),
+                  prevent_initial_call=True)
     def time_window(preset, days):
-        lg = lang()
-        as_of = service().clock().as_of
-        if ctx.triggered_id == "time-days" and days is not None:
-            preset = f"d{max(1, min(365, int(_number(days, 'the number of days'))))}"
-        elif not isinstance(preset, str) or preset not in PRESETS:
-            preset = "all"
-        since = window_start(preset, as_of)
-        text = t("since", lg).format(d=_when(since.isoformat(), lg)) if since else t("all", lg)
-        return ({"preset": preset, "since": since.strftime("%Y-%m-%d %H:%M:%S") if since else None, "until": None},
-                preset if preset in PRESETS else None, _days(preset), text)
+        return time_state(time_code(preset, days, ctx.triggered_id == "time-days"), lang())
 
-    @app.callback(Output("theme-spec", "data"), Output("theme-legend", "children"), Input("theme", "value"))
+    def time_state(code: str, lg: str) -> tuple[dict, str | None, int, str]:
+        """A window's store value, the preset and slider showing it, and its label."""
+        since = window_start(code, service().clock().as_of)
+        text = t("since", lg).format(d=_when(since.isoformat(), lg)) if since else t("all", lg)
+        return ({"preset": code, "since": since.strftime("%Y-%m-%d %H:%M:%S") if since else None, "until": None},
+                code if code in PRESETS else None, _days(code), text)
+
+    @app.callback(Output("theme-spec", "data"), Output("theme-legend", "children"), Input("theme", "value"),
+                  prevent_initial_call=True)
     def theme(value):
-        lg = lang()
-        sc = scope()
+        return theme_state(_text(value, "the theme"), scope(), lang())
+
+    def theme_state(value: str | None, sc: Scope, lg: str) -> tuple[dict | None, list]:
+        """A theme's spec for the map (classes of the user's own grids) and its legend."""
         svc = service()
         options = themes(sc, lg)
-        value = _text(value, "the theme")
         if not value:
             return None, html.P(t("theme_hint", lg), className="muted")
         if value not in options:

@@ -48,10 +48,12 @@
       maplibregl.addProtocol('pmtiles', brain.protocol.tile);
     }
     var v = conf.view || {};
+    if (conf.state) { Object.assign(brain.state, conf.state); }  // the page's first state: drawn from the start
     var map = new maplibregl.Map({
       container: el,
-      style: {version: 8, sources: {}, layers: [{id: 'background', type: 'background',
-                                                 paint: {'background-color': '#eef1f4'}}]},
+      // the whole style at once, in the state the page opens in: its tiles are asked for as the map starts, and
+      // nothing changes after the first tiles (a layer shown or filtered later makes its source load again)
+      style: buildStyle(conf, brain.state),
       // no `glyphs`: every label is drawn with a local font (MapLibre ≥ 5.11), nothing leaves the machine
       localIdeographFontFamily: conf.font,
       // the first camera is the address's view, else the user's unit fitted (so no tile is fetched twice)
@@ -72,7 +74,9 @@
     map.addControl(new ModeControl(), 'top-right');
     map.addControl(new DrawControl(), 'top-left');
     map.on('load', function () {
-      addStyle(map, conf);
+      brain.interactive = map.getStyle().layers.filter(function (l) {  // what a click or hover may hit, top first
+        return l.metadata && l.metadata.pick;
+      }).map(function (l) { return l.id; }).reverse();
       brain.ready = true;
       restoreShapes();
       var want = brain.state.view && brain.state.view.bbox;  // a unit asked for after the map was made
@@ -208,112 +212,147 @@
     return out;
   }
 
-  function addStyle(map, conf) {
-    var origin = window.location.origin;
+  function buildStyle(conf, state) {
+    var origin = window.location.origin, sources = {}, layers = [];
+    layers.push({id: 'background', type: 'background', paint: {'background-color': '#eef1f4'}});
     if (conf.protomaps) {  // a Protomaps basemap archive the bureau extracted for its area, read by range requests
-      map.addSource('protomaps', {type: 'vector', url: 'pmtiles://' + origin + conf.protomaps});
+      sources.protomaps = {type: 'vector', url: 'pmtiles://' + origin + conf.protomaps};
       basemaps.layers('protomaps', basemaps.namedFlavor('light'), {lang: conf.lang}).forEach(function (l) {
-        if (l.id !== 'background') { map.addLayer(l); }
+        if (l.id !== 'background') { layers.push(l); }
       });
     }
     if (conf.basemap) {  // BRAIN_BASEMAP_URL: an optional raster basemap under our own layers
-      map.addSource('basemap', {type: 'raster', tiles: [conf.basemap], tileSize: 256});
-      map.addLayer({id: 'basemap', type: 'raster', source: 'basemap'});
+      sources.basemap = {type: 'raster', tiles: [conf.basemap], tileSize: 256};
+      layers.push({id: 'basemap', type: 'raster', source: 'basemap'});
     }
-    map.addSource('mask', {type: 'geojson', data: conf.mask});
-    map.addSource('unit-labels', {type: 'geojson', data: conf.unitLabels});
-    map.addSource('drawn', {type: 'geojson', data: empty()});
-    map.addSource('sketch', {type: 'geojson', data: empty()});
-    map.addSource('selected', {type: 'geojson', data: empty()});
+    sources.mask = {type: 'geojson', data: conf.mask};
+    sources['unit-labels'] = {type: 'geojson', data: conf.unitLabels};
+    var drawn = drawnData(state);
+    brain.drawnShown = JSON.stringify(drawn.geometry || null);
+    sources.drawn = {type: 'geojson', data: drawn};
+    sources.sketch = {type: 'geojson', data: empty()};
+    sources.selected = {type: 'geojson', data: empty()};
     var specs = conf.catalog.slice().sort(function (a, b) {
       return order(a.id) - order(b.id);
     });
     specs.forEach(function (spec) {
-      map.addSource(spec.id, {type: 'vector', tiles: [origin + '/tiles/' + spec.id + '/{z}/{x}/{y}.mvt'],
-                              minzoom: spec.minzoom, maxzoom: spec.maxzoom});
+      sources[spec.id] = {type: 'vector', tiles: [origin + '/tiles/' + spec.id + '/{z}/{x}/{y}.mvt'],
+                          minzoom: spec.minzoom, maxzoom: spec.maxzoom};
     });
     var all = [];
     specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
-    // themes first, then flat features, extrusions, lines, points; unit outlines and labels on top
+    // Bottom to top: themes, water and roads, flat features, extrusions, lines; the mask dimming what lies outside
+    // the user's unit; unit outlines, the selected unit and the drawn area; points; labels. Each source's layers
+    // are kept together where the picture allows: under SwiftShader every change of source between two clipped
+    // layers redraws the tiles' stencil masks over the whole canvas, and empty overlays are hidden for the same
+    // reason (bench/dashboard.py).
     var rank = function (l) {
       if (l.metadata.theme) { return 0; }
-      if (l.source === 'water' || l.source === 'roads') { return l.type === 'symbol' ? 6.5 : 1.5; }
-      if (l.source === 'units') { return l.type === 'fill' ? 1 : 6; }
-      return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 5, symbol: 7}[l.type];
+      if (l.source === 'water' || l.source === 'roads') { return l.type === 'symbol' ? 8 : 1; }
+      if (l.source === 'units') { return 5; }  // the fill is only for picking (opacity 0: never drawn)
+      return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 6, symbol: 9}[l.type];
     };
-    all.sort(function (a, b) { return rank(a) - rank(b); }).forEach(function (l) { map.addLayer(l); });
-    map.addLayer({id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': '#1d2733', 'fill-opacity': 0.35}});
-    map.addLayer({id: 'selected-unit', type: 'line', source: 'units', 'source-layer': 'units',
-                  filter: ['==', ['get', 'code'], ''],
-                  paint: {'line-color': '#ff8c00', 'line-width': 3.5}});
-    map.addLayer({id: 'drawn-fill', type: 'fill', source: 'drawn', paint: {'fill-color': '#b3541e',
-                                                                           'fill-opacity': 0.12}});
-    map.addLayer({id: 'drawn-line', type: 'line', source: 'drawn', paint: {'line-color': '#b3541e',
-                                                                           'line-width': 2}});
-    map.addLayer({id: 'sketch-line', type: 'line', source: 'sketch', paint: {'line-color': '#b3541e',
-                                                                             'line-width': 2,
-                                                                             'line-dasharray': [2, 1]}});
-    map.addLayer({id: 'selected-fill', type: 'line', source: 'selected', filter: ['!=', ['geometry-type'], 'Point'],
-                  paint: {'line-color': '#00b7ff', 'line-width': 3}});
-    map.addLayer({id: 'selected-point', type: 'circle', source: 'selected', filter: ['==', ['geometry-type'], 'Point'],
-                  paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-color': '#00b7ff',
-                          'circle-stroke-width': 3}});
+    var overlays = {
+      4.5: [{id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': '#1d2733', 'fill-opacity': 0.35}}],
+      5.5: [{id: 'selected-unit', type: 'line', source: 'units', 'source-layer': 'units', filter: selectedFilter(state),
+             paint: {'line-color': '#ff8c00', 'line-width': 3.5}},
+            {id: 'drawn-fill', type: 'fill', source: 'drawn', paint: {'fill-color': '#b3541e', 'fill-opacity': 0.12}},
+            {id: 'drawn-line', type: 'line', source: 'drawn', paint: {'line-color': '#b3541e', 'line-width': 2}},
+            {id: 'sketch-line', type: 'line', source: 'sketch', layout: {visibility: 'none'},
+             paint: {'line-color': '#b3541e', 'line-width': 2, 'line-dasharray': [2, 1]}}],
+      7: [{id: 'selected-fill', type: 'line', source: 'selected', filter: ['!=', ['geometry-type'], 'Point'],
+           layout: {visibility: 'none'}, paint: {'line-color': '#00b7ff', 'line-width': 3}},
+          {id: 'selected-point', type: 'circle', source: 'selected', filter: ['==', ['geometry-type'], 'Point'],
+           layout: {visibility: 'none'}, paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)',
+                                                 'circle-stroke-color': '#00b7ff', 'circle-stroke-width': 3}}]
+    };
+    Object.keys(overlays).forEach(function (r) {
+      overlays[r].forEach(function (l) { l.metadata = {overlay: true, rank: parseFloat(r)}; all.push(l); });
+    });
+    var at = function (l) { return l.metadata.overlay ? l.metadata.rank : rank(l); };
+    all.sort(function (a, b) { return at(a) - at(b); }).forEach(function (l) { layers.push(l); });
+    ['drawn-fill', 'drawn-line'].forEach(function (id) {
+      layers.find(function (l) { return l.id === id; }).layout = {visibility: drawn.geometry ? 'visible' : 'none'};
+    });
     // unit names: streets when zoomed out, communities, then grids (one label per unit, at its centre)
     [['street', 10, 13.5, 15], ['community', 12, 15.5, 14], ['grid', 14, 19.5, 12]].forEach(function (r) {
-      map.addLayer({id: 'unit-label-' + r[0], type: 'symbol', source: 'unit-labels', minzoom: r[1], maxzoom: r[2],
-                    filter: ['==', ['get', 'level'], r[0]],
-                    layout: {'text-field': ['get', 'name'], 'text-size': r[3], 'text-font': [conf.fontName],
-                             'text-allow-overlap': false},
-                    paint: {'text-color': '#12324f', 'text-halo-color': '#fff', 'text-halo-width': 1.6}});
+      layers.push({id: 'unit-label-' + r[0], type: 'symbol', source: 'unit-labels', minzoom: r[1], maxzoom: r[2],
+                   filter: ['==', ['get', 'level'], r[0]],
+                   layout: {'text-field': ['get', 'name'], 'text-size': r[3], 'text-font': [conf.fontName],
+                            'text-allow-overlap': false},
+                   paint: {'text-color': '#12324f', 'text-halo-color': '#fff', 'text-halo-width': 1.6}});
     });
-    brain.interactive = map.getStyle().layers.filter(function (l) {
-      return l.metadata && l.metadata.pick;
-    }).map(function (l) { return l.id; }).reverse();
+    layers.forEach(function (l) {  // each of our layers as the state shows it
+      var want = shown(l, state);
+      if (!want) { return; }
+      l.layout = Object.assign({}, l.layout, {visibility: want.visibility});
+      if (want.filter) { l.filter = want.filter; }
+      if (want.color) { l.paint = Object.assign({}, l.paint, {'fill-color': want.color}); }
+    });
+    return {version: 8, sources: sources, layers: layers};
   }
 
   function order(id) { var k = POINT_ORDER.indexOf(id); return k < 0 ? -1 : k; }
   function empty() { return {type: 'FeatureCollection', features: []}; }
 
   // -- what Dash tells the map ------------------------------------------------------------------------------------
+  // How one of our layers shows a state: {visibility, filter (events: the time window), color (the theme)}, or
+  // null for a layer that is not ours. Used to build the style and to change it (MapLibre skips equal values).
+  function shown(l, s) {
+    var md = l.metadata;
+    if (!md || !md.brain) { return null; }
+    var on = s.layers.indexOf(md.brain) >= 0;
+    if (md.theme) {
+      on = !!(s.theme && s.theme.layer === md.brain && s.theme.part === md.part);
+    } else if (md.heat) {
+      on = on && s.heat;
+    } else if (l.type === 'circle') {
+      on = on && !s.heat;
+    } else if (md.solid) {
+      on = on && s.mode === '3d';
+    } else if (md.flat) {
+      on = on && s.mode !== '3d';
+    }
+    var out = {visibility: on ? 'visible' : 'none'};
+    if (l.source === 'events' && l.type !== 'fill') {
+      out.filter = ['all', ['has', 'id']];
+      if (s.time && s.time.since) { out.filter.push(['>=', ['get', 'reported_at'], s.time.since]); }
+      if (s.time && s.time.until) { out.filter.push(['<', ['get', 'reported_at'], s.time.until]); }
+    }
+    if (md.theme && s.theme && l.id === s.theme.layer + '-' + s.theme.part + '-agg') {
+      var step = ['step', ['coalesce', ['get', s.theme.indicator], -1], '#e6e6e6'];
+      var lower = [-0.5].concat(s.theme.breaks);
+      s.theme.colors.forEach(function (c, k) { step.push(lower[k], c); });
+      out.color = step;
+    }
+    return out;
+  }
+
+  function selectedFilter(s) {
+    var cur = s.current || {};
+    return ['==', ['get', 'code'], cur.kind === 'unit' ? cur.code : ''];
+  }
+
+  function drawnData(s) {
+    var cur = s.current || {};
+    return cur.kind === 'area' ? {type: 'Feature', properties: {}, geometry: cur.geometry} : empty();
+  }
+
   function apply() {
     if (!brain.ready) { return; }
     var map = brain.map, s = brain.state;
     map.getStyle().layers.forEach(function (l) {
-      var md = l.metadata;
-      if (!md || !md.brain) { return; }
-      var on = s.layers.indexOf(md.brain) >= 0;
-      if (md.theme) {
-        on = !!(s.theme && s.theme.layer === md.brain && s.theme.part === md.part);
-      } else if (md.heat) {
-        on = on && s.heat;
-      } else if (l.type === 'circle') {
-        on = on && !s.heat;
-      } else if (md.solid) {
-        on = on && s.mode === '3d';
-      } else if (md.flat) {
-        on = on && s.mode !== '3d';
-      }
-      map.setLayoutProperty(l.id, 'visibility', on ? 'visible' : 'none');
-      if (l.source === 'events' && l.type !== 'fill') {
-        var f = ['all', ['has', 'id']];
-        if (s.time && s.time.since) { f.push(['>=', ['get', 'reported_at'], s.time.since]); }
-        if (s.time && s.time.until) { f.push(['<', ['get', 'reported_at'], s.time.until]); }
-        map.setFilter(l.id, f);
-      }
+      var want = shown(l, s);
+      if (!want) { return; }
+      map.setLayoutProperty(l.id, 'visibility', want.visibility);
+      if (want.filter) { map.setFilter(l.id, want.filter); }
+      if (want.color) { map.setPaintProperty(l.id, 'fill-color', want.color); }
     });
-    if (s.theme) {
-      var step = ['step', ['coalesce', ['get', s.theme.indicator], -1], '#e6e6e6'];
-      var lower = [-0.5].concat(s.theme.breaks);
-      s.theme.colors.forEach(function (c, k) { step.push(lower[k], c); });
-      map.setPaintProperty(s.theme.layer + '-' + s.theme.part + '-agg', 'fill-color', step);
-    }
-    var cur = s.current || {};
-    map.setFilter('selected-unit', ['==', ['get', 'code'], cur.kind === 'unit' ? cur.code : '']);
-    var drawn = JSON.stringify(cur.kind === 'area' ? cur.geometry : null);
-    if (drawn !== brain.drawnShown) {  // only when it changed: each setData re-tiles it in the worker
-      brain.drawnShown = drawn;
-      map.getSource('drawn').setData(cur.kind === 'area' ? {type: 'Feature', properties: {}, geometry: cur.geometry}
-                                                         : empty());
+    map.setFilter('selected-unit', selectedFilter(s));
+    var drawn = drawnData(s);
+    if (JSON.stringify(drawn.geometry || null) !== brain.drawnShown) {  // each setData re-tiles it in the worker
+      brain.drawnShown = JSON.stringify(drawn.geometry || null);
+      overlay('drawn', drawn);
     }
     writeUrl();
   }
@@ -372,7 +411,17 @@
   // the selected feature (or the place jumped to) marked on the map
   function mark(geometry) {
     brain.selected = geometry;
-    brain.map.getSource('selected').setData({type: 'Feature', properties: {}, geometry: geometry});
+    overlay('selected', {type: 'Feature', properties: {}, geometry: geometry});
+  }
+
+  // An overlay's data, its layers shown only while it has some (an empty layer still costs a frame its stencil)
+  var OVERLAY_LAYERS = {drawn: ['drawn-fill', 'drawn-line'], sketch: ['sketch-line'],
+                        selected: ['selected-fill', 'selected-point']};
+  function overlay(source, data) {
+    var map = brain.map;
+    map.getSource(source).setData(data);
+    var on = data.type === 'Feature' ? !!data.geometry : data.features.length > 0;
+    OVERLAY_LAYERS[source].forEach(function (id) { map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none'); });
   }
 
   // Whether the map has drawn every tile of its current view (tests and the benchmark wait on it).
@@ -387,7 +436,8 @@
     if (!brain.ready || drawing.mode || performance.now() - drawing.ended < 400) { return null; }
     var box = [[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]];
     var feats = brain.map.queryRenderedFeatures(box, {layers: brain.interactive});
-    return feats.length ? feats[0] : null;
+    // the top feature; a unit (its fill lies over the flat features, with its outline) only where there is none
+    return feats.find(function (f) { return f.layer.metadata.pick !== 'unit'; }) || feats[0] || null;
   }
 
   function onClick(e) {
@@ -518,7 +568,7 @@
     drawing.ended = performance.now();
     brain.map.dragPan.enable();
     brain.map.getCanvas().style.cursor = '';
-    brain.map.getSource('sketch').setData(empty());
+    overlay('sketch', empty());
     setTimeout(function () { brain.map.doubleClickZoom.enable(); }, 0);
     document.querySelectorAll('.brain-draw button').forEach(function (b) { b.classList.remove('active'); });
   }
@@ -526,7 +576,7 @@
   function sketch(coords, closed) {
     var ring = coords.slice();
     if (closed && ring.length) { ring.push(ring[0]); }
-    brain.map.getSource('sketch').setData(ring.length > 1 ? {type: 'Feature', properties: {},
+    overlay('sketch', ring.length > 1 ? {type: 'Feature', properties: {},
       geometry: {type: 'LineString', coordinates: ring}} : empty());
   }
 
