@@ -56,7 +56,8 @@ token_query = APIKeyQuery(name="token", auto_error=False,
 #: The tile route's parameters as FastAPI would document them (the route reads them itself: see `tile`).
 TILE_OPENAPI = {
     "parameters": [{"name": "layer", "in": "path", "required": True, "schema": {"type": "string", "title": "Layer"},
-                    "description": "a layer id from /layers"}]
+                    "description": "a layer id from /layers, or several joined by commas (units,water,roads): "
+                                   "one tile holding each layer's MVT layers"}]
                   + [{"name": n, "in": "path", "required": True, "schema": {"type": "integer", "title": n.upper()}}
                      for n in "zxy"],
     "security": [{"HTTPBearer": []}, {"APIKeyQuery": []}],
@@ -326,24 +327,26 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         return [{"name": i.name, "label": i.label, "group": i.group, "kind": i.kind, "table": i.table}
                 for i in INDICATORS.values()]
 
-    @app.api_route("/tiles/{layer}/tilejson.json", methods=["GET", "HEAD"], summary="TileJSON 3.0.0 of a layer, for this user")
+    @app.api_route("/tiles/{layer}/tilejson.json", methods=["GET", "HEAD"],
+                   summary="TileJSON 3.0.0 of a layer (or of several joined by commas), for this user")
     def tilejson(request: Request, layer: str, scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
-        spec = svc.tiles.layer(layer, scope)
+        specs = svc.tiles.layers(layer, scope)
         base = svc.base_url(request)
         suffix = f"?token={request.query_params['token']}" if "token" in request.query_params else ""
         tree = queries.unit_tree(svc.db, scope, level=scope.user.unit_level, geometry=False)
         bbox = tree["features"][0]["bbox"] if tree["features"] else [-180, -85, 180, 85]
-        vector_layers = spec.vector_layers(scope)
+        minzoom, maxzoom = min(s.minzoom for s in specs), max(s.maxzoom for s in specs)
         _audit(request, layer=layer)
-        return {"tilejson": "3.0.0", "name": spec.title, "description": spec.description, "scheme": "xyz",
+        return {"tilejson": "3.0.0", "name": " + ".join(s.title for s in specs),
+                "description": " ".join(s.description for s in specs), "scheme": "xyz",
                 "tiles": [f"{base}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt{suffix}"],
-                "minzoom": spec.minzoom, "maxzoom": spec.maxzoom, "bounds": bbox,
-                "center": [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, max(spec.minzoom, 13)],
-                "vector_layers": vector_layers, "attribution": "brain"}
+                "minzoom": minzoom, "maxzoom": maxzoom, "bounds": bbox,
+                "center": [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, max(minzoom, 13)],
+                "vector_layers": [v for s in specs for v in s.vector_layers(scope)], "attribution": "brain"}
 
     @app.api_route("/tiles/{layer}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"],
-                   summary="A Mapbox Vector Tile 2.1 of a layer, filtered to the user",
+                   summary="A Mapbox Vector Tile 2.1 of a layer (or of several joined by commas), filtered to the user",
              response_class=Response, openapi_extra=TILE_OPENAPI,
              responses={200: {"content": {MVT: {}}}, 422: {"description": "z, x or y is not an integer"}})
     async def tile(request: Request):
@@ -353,10 +356,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
         layer, z, x, y = _tile_address(request)
         svc = _service(request)
         clock = svc.clock()
-        t = svc.tiles.cached(layer, scope, z, x, y, clock)
-        hit = t is not None
-        if t is None:
-            t = await svc.tiles.abuild(layer, scope, z, x, y, clock)
+        t, hit = await svc.tiles.acomposite(layer, scope, z, x, y, clock)
         _audit(request, layer=layer, target=f"{z}/{x}/{y}", features=t.features)
         headers = {"X-Cache": "HIT" if hit else "MISS", "X-Features": str(t.features),
                    "Cache-Control": "private, max-age=60", "Vary": "Authorization, Cookie"}

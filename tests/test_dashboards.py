@@ -516,8 +516,11 @@ def test_a_shared_link_reopens_the_view_and_never_shows_another_user_outside_the
     own = shapely.from_wkb(bytes(db.query("SELECT ST_AsWKB(geom) FROM admin_units WHERE code = ?",
                                           [staff["unit"]])[0][0])).buffer(2e-4)
     db.close()
+    # every rendered feature of a scoped layer (roads and water are the basemap, every role's), by our layer's id:
+    # the base layers share one composite source
     drawn = page.evaluate("""() => brain.map.queryRenderedFeatures().filter(f => ['units', 'buildings', 'events',
-        'organisations', 'people', 'devices', 'party'].includes(f.source)).map(f => f.geometry)""")
+        'organisations', 'people', 'devices', 'party'].includes((f.layer.metadata || {}).brain))
+        .map(f => f.geometry)""")
     assert drawn
     for g in drawn:
         assert own.contains(shapely.geometry.shape(g)), "a feature outside the community was drawn"

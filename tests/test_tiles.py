@@ -125,6 +125,43 @@ def test_random_users_and_tiles_stay_in_scope(server, server_nocache, served_db,
     check_tile(decode(r.content, z, t.x, t.y), user, layer, z, t.x, t.y, truth)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_composite_tile_is_its_layers_tiles_one_after_another(server, server_nocache, served_db, truth, data):
+    """/tiles/units,water,roads/… (as the map asks for its base layers): each member as its own tile would be, in
+    the order named, so every check of a single layer's tile holds for it."""
+    users = served_db[1]
+    user = users[data.draw(st.sampled_from(sorted(users)), label="user")]
+    ids = data.draw(st.lists(st.sampled_from(sorted(CATALOG)), min_size=2, max_size=5, unique=True), label="layers")
+    z = data.draw(st.integers(10, 18), label="z")
+    xmin, ymin, xmax, ymax = truth["bbox"]
+    t = mercantile.tile(data.draw(st.floats(xmin, xmax), label="lon"), data.draw(st.floats(ymin, ymax), label="lat"), z)
+    srv = data.draw(st.sampled_from([server, server_nocache]), label="server")
+    whole = fetch(srv, user, ",".join(ids), z, t.x, t.y, gz=True)
+    parts = [fetch(srv, user, layer, z, t.x, t.y) for layer in ids]
+    assert whole.content == b"".join(p.content for p in parts)
+    assert int(whole.headers["x-features"]) == sum(int(p.headers["x-features"]) for p in parts)
+    features = decode(whole.content, z, t.x, t.y)
+    assert len(features) == int(whole.headers["x-features"])
+    for layer, p in zip(ids, parts):
+        check_tile(decode(p.content, z, t.x, t.y), user, layer, z, t.x, t.y, truth)
+
+
+def test_a_composite_names_each_layer_once_and_only_layers_there_are(server, served_db, truth):
+    user = next(u for u in served_db[1].values() if u["role"] == "community_staff")
+    auth = {"Authorization": f"Bearer {user['token']}"}
+    for bad, status, says in (("units,,roads", 400, "empty layer"), ("units,roads,units", 400, "twice"),
+                              ("units,nowhere", 404, "no layer 'nowhere'")):
+        r = httpx.get(f"{server.url}/tiles/{bad}/14/13338/7131.mvt", headers=auth)
+        assert r.status_code == status and says in r.json()["detail"], (bad, r.status_code, r.text)
+        r = httpx.get(f"{server.url}/tiles/{bad}/tilejson.json", headers=auth)
+        assert r.status_code == status and says in r.json()["detail"], (bad, r.status_code, r.text)
+    tj = httpx.get(f"{server.url}/tiles/units,water,roads,buildings/tilejson.json", headers=auth).json()
+    assert [v["id"] for v in tj["vector_layers"]] == ["units", "waters", "roads", "buildings"]
+    assert tj["tiles"][0].endswith("/tiles/units,water,roads,buildings/{z}/{x}/{y}.mvt")
+    assert tj["minzoom"] == min(CATALOG[x].minzoom for x in ("units", "water", "roads", "buildings"))
+
+
 def _lnglat(point_3857):
     lng, lat = mercantile.lnglat(point_3857.x, point_3857.y)
     return shapely.Point(lng, lat)

@@ -78,6 +78,30 @@ class TileSource:
             raise NotFound(f"no layer {layer_id!r} for role {scope.user.role.name}")
         return layer
 
+    def layers(self, ids: str, scope: Scope) -> list[Layer]:
+        """The layers a tile address names: one id, or several joined by commas (a composite tile, as Martin serves
+        them), each existing and visible to the scope; each named once."""
+        names = ids.split(",")
+        if any(not n for n in names):
+            raise BadRequest(f"{ids!r} names an empty layer: join layer ids with single commas, e.g. units,roads")
+        if len(set(names)) != len(names):
+            raise BadRequest(f"{ids!r} names a layer twice: name each once")
+        return [self.layer(n, scope) for n in names]
+
+    async def acomposite(self, ids: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> tuple[Tile, bool]:
+        """The tile of one layer or of several (their MVT layers one after another: a tile's layers are a repeated
+        field, so concatenated tiles are one tile), each from the cache or built; and whether all were cached."""
+        tiles, hit = [], True
+        for layer in self.layers(ids, scope):
+            t = self.cached(layer.id, scope, z, x, y, clock)
+            if t is None:
+                hit = False
+                t = await self.abuild(layer.id, scope, z, x, y, clock)
+            tiles.append(t)
+        if len(tiles) == 1:
+            return tiles[0], hit
+        return Tile(b"".join(t.data for t in tiles), sum(t.features for t in tiles)), hit
+
     def data_version(self) -> int:
         """The database's data version, read at most once a second (ingest bumps it)."""
         at, v = self._version
