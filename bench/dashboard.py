@@ -52,6 +52,11 @@ def paint(page, url: str) -> tuple[float, int, dict]:
     own marks in ms: made, style loaded, the last tile of its sources, idle)."""
     page.goto(url + "/")
     page.wait_for_function(READY, timeout=60000, polling=10)
+    # the figures are of the page as a user sees it (a map in a smaller canvas than its box would draw faster)
+    size = page.evaluate("""() => { const c = brain.map.getCanvas(), m = document.getElementById('map');
+        return [c.clientWidth, c.clientHeight, m.clientWidth, m.clientHeight]; }""")
+    if size[:2] != size[2:] or min(size) < 200:
+        raise SystemExit(f"the map's canvas is {size[0]}x{size[1]} in a #map of {size[2]}x{size[3]}: not the page")
     marks = page.evaluate("""() => { const m = brain.marks, tiles = Object.keys(m).filter(k => k.startsWith('tile:')
         && !['tile:mask', 'tile:drawn', 'tile:sketch', 'tile:selected', 'tile:unit-labels'].includes(k));
         return {made: m.created, loaded: m.loaded, tiles: Math.max(...tiles.map(k => m[k])), idle: m.idle}; }""")

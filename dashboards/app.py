@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -235,6 +235,20 @@ def _fmt(name: str, v: Any) -> str:
     return f"{v:,}"
 
 
+@dataclass
+class Start:
+    """What a page opens on (create_dash's `start`)."""
+
+    units: dict
+    visible: list
+    options: dict
+    view: dict
+    current: dict
+    window: tuple  # the time store's value, the preset and slider showing it, its label
+    spec: dict | None  # the theme's
+    theme_legend: Any
+
+
 def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 max_request_bytes: int = 4_000_000) -> dash.Dash:
     """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
@@ -401,6 +415,50 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                             "label": bilingual(INDICATORS[name].label, lg), "ratio": INDICATORS[name].kind == "ratio"})
         return out
 
+    def start(sc: Scope, lg: str, address: str) -> Start:
+        """What a page opens on, from its address (a shared link's view is kept only where it lies in the user's
+        scope). The page's first callbacks would answer the time window and the theme: they are answered here, so
+        the page's first requests are the panel and the events list, none waiting on another (Dash holds a
+        callback while the source of one of its inputs is pending)."""
+        units = unit_map(service().db, sc)
+        visible = [l for l in CATALOG.values() if l.visible(sc)]
+        options = themes(sc, lg)
+        view = url_view(parse_qs(urlsplit(address).query), units, sc.user.unit_code, [l.id for l in visible], options)
+        window = time_state(view["time"], lg)
+        spec, legend = theme_state(view["theme"], sc, lg)
+        return Start(units, visible, options, view, {"kind": "unit", "code": view["unit"]}, window, spec, legend)
+
+    def map_conf(sc: Scope, lg: str, st: Start) -> dict:
+        """The map's configuration: the user's layers, labels, unit, mask and view, and the state it opens in (it is
+        drawn so from its first frame, and the stores' callbacks then find nothing to change)."""
+        svc = service()
+        db = svc.db
+        root = st.units[sc.user.unit_code]
+        own = queries.unit_tree(db, sc, level=sc.user.unit_level)["features"][0]
+        world = shapely.box(-180, -85, 180, 85)
+        mask = shapely.geometry.mapping(world.difference(shapely.geometry.shape(own["geometry"])))
+        x0, y0, x1, y1 = root["bbox"]
+        pad = max(x1 - x0, y1 - y0) * 0.6
+        return {
+            "catalog": [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "detail_zoom": l.detail_zoom,
+                         "style": l.style, "parts": [{"name": p.name, "geometry": p.geometry,
+                                                      "aggregate": list(p.aggregate), "minzoom": p.minzoom}
+                                                     for p in l.parts]} for l in st.visible],
+            "lang": lg, "labels": stored(db).labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
+            "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
+            "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
+            "mask": {"type": "Feature", "properties": {}, "geometry": mask},
+            "unitLabels": {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"code": u["code"], "name": u["name"], "level": u["level"]},
+                 "geometry": {"type": "Point", "coordinates": u["center"]}} for u in st.units.values()]},
+            "view": st.view["map"], "basemap": basemap_url,
+            "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,
+            "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}
+            | {"person": t("people", lg), "locale": MAP_LOCALE[lg]},
+            "state": {"layers": st.view["layers"], "current": st.current, "theme": st.spec, "time": st.window[0],
+                      "mode": st.view["mode"], "heat": st.view["heat"]},
+        }
+
     def layout():
         lg = lang()
         user = current_user()
@@ -408,52 +466,20 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             # the layout is fetched by the page (/_dash-layout): the page's own address is the referrer
             return signin_page(lg, flask.request.referrer or "")
         sc = Scope(user)
-        svc = service()
-        db = svc.db
+        db = service().db
         voc = stored(db)
-        units = unit_map(db, sc)
+        st = start(sc, lg, flask.request.referrer or "")
+        units, visible, options, view, current = st.units, st.visible, st.options, st.view, st.current
         root = units[user.unit_code]
-        visible = [l for l in CATALOG.values() if l.visible(sc)]
-        catalog = [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "detail_zoom": l.detail_zoom,
-                    "style": l.style, "parts": [{"name": p.name, "geometry": p.geometry, "aggregate": list(p.aggregate),
-                                                 "minzoom": p.minzoom} for p in l.parts]} for l in visible]
         try:  # a page saved by an earlier version keeps the widgets this one knows
             page = _page(queries.load_layout(db, user.name) or DEFAULT_PAGE)
         except BrainError:
             page = DEFAULT_PAGE
-        options = themes(sc, lg)
-        # the view in the page's address (a shared link): kept only where it lies in this user's scope
-        view = url_view(parse_qs(urlsplit(flask.request.referrer or "").query), units, user.unit_code,
-                        [l.id for l in visible], options)
-        own = queries.unit_tree(db, sc, level=user.unit_level)["features"][0]
-        world = shapely.box(-180, -85, 180, 85)
-        mask = shapely.geometry.mapping(world.difference(shapely.geometry.shape(own["geometry"])))
-        x0, y0, x1, y1 = root["bbox"]
-        pad = max(x1 - x0, y1 - y0) * 0.6
-        conf = {
-            "catalog": catalog, "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
-            "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
-            "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
-            "mask": {"type": "Feature", "properties": {}, "geometry": mask},
-            "unitLabels": {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"code": u["code"], "name": u["name"], "level": u["level"]},
-                 "geometry": {"type": "Point", "coordinates": u["center"]}} for u in units.values()]},
-            "view": view["map"], "basemap": basemap_url,
-            "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,
-            "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}
-            | {"person": t("people", lg), "locale": MAP_LOCALE[lg]},
-        }
-        current = {"kind": "unit", "code": view["unit"]}
-        # what the page's first callbacks would answer is answered here, so the page's first requests are the panel
-        # and the events list, none waiting on another (Dash holds a callback while an input's source is pending)
-        window, preset, days, window_text = time_state(view["time"], lg)
-        spec, theme_legend = theme_state(view["theme"], sc, lg)
+        window, preset, days, window_text = st.window
+        spec, theme_legend = st.spec, st.theme_legend
         crumb_items, unit_items = crumb_state(current, units, user, lg)
-        # the map is drawn in this state from its first frame (the stores' callbacks then find nothing to change)
-        conf["state"] = {"layers": view["layers"], "current": current, "theme": spec, "time": window,
-                         "mode": view["mode"], "heat": view["heat"]}
         return html.Div(className="app", children=[
-            dcc.Store(id="conf", data=conf),
+            dcc.Store(id="conf", data=map_conf(sc, lg, st)),
             dcc.Store(id="current", data=current), dcc.Store(id="home", data=view["unit"]),
             dcc.Store(id="view", data={"bbox": units[view["unit"]]["bbox"], "keep": bool(view["map"])}),
             dcc.Store(id="clicked"), dcc.Store(id="feature"), dcc.Store(id="drawn"),

@@ -104,6 +104,8 @@
   };
 
   // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
+  var OVERLAY_LAYERS = {drawn: ['drawn-fill', 'drawn-line'], sketch: ['sketch-line'],
+                        selected: ['selected-fill', 'selected-point']};
   var POINT_ORDER = ['water', 'roads', 'people', 'organisations', 'party', 'devices', 'events'];
   // The layers under everything come in one tile per address (/tiles/units,water,roads,buildings/…): a quarter
   // of the requests, one parse, and one set of stencil masks a frame for all their clipped layers
@@ -233,9 +235,7 @@
     sources['unit-labels'] = {type: 'geojson', data: conf.unitLabels};
     var drawn = drawnData(state);
     brain.drawnShown = JSON.stringify(drawn.geometry || null);
-    sources.drawn = {type: 'geojson', data: drawn};
-    sources.sketch = {type: 'geojson', data: empty()};
-    sources.selected = {type: 'geojson', data: empty()};
+    if (drawn.geometry) { sources.drawn = {type: 'geojson', data: drawn}; }  // the others come with their data
     var specs = conf.catalog.slice().sort(function (a, b) {
       return order(a.id) - order(b.id);
     });
@@ -270,22 +270,19 @@
              paint: {'line-color': '#ff8c00', 'line-width': 3.5}},
             {id: 'drawn-fill', type: 'fill', source: 'drawn', paint: {'fill-color': '#b3541e', 'fill-opacity': 0.12}},
             {id: 'drawn-line', type: 'line', source: 'drawn', paint: {'line-color': '#b3541e', 'line-width': 2}},
-            {id: 'sketch-line', type: 'line', source: 'sketch', layout: {visibility: 'none'},
+            {id: 'sketch-line', type: 'line', source: 'sketch',
              paint: {'line-color': '#b3541e', 'line-width': 2, 'line-dasharray': [2, 1]}}],
       7: [{id: 'selected-fill', type: 'line', source: 'selected', filter: ['!=', ['geometry-type'], 'Point'],
-           layout: {visibility: 'none'}, paint: {'line-color': '#00b7ff', 'line-width': 3}},
+           paint: {'line-color': '#00b7ff', 'line-width': 3}},
           {id: 'selected-point', type: 'circle', source: 'selected', filter: ['==', ['geometry-type'], 'Point'],
-           layout: {visibility: 'none'}, paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)',
-                                                 'circle-stroke-color': '#00b7ff', 'circle-stroke-width': 3}}]
+           paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-color': '#00b7ff',
+                   'circle-stroke-width': 3}}]
     };
     Object.keys(overlays).forEach(function (r) {
       overlays[r].forEach(function (l) { l.metadata = {overlay: true, rank: parseFloat(r)}; all.push(l); });
     });
     var at = function (l) { return l.metadata.overlay ? l.metadata.rank : rank(l); };
     all.sort(function (a, b) { return at(a) - at(b); }).forEach(function (l) { layers.push(l); });
-    ['drawn-fill', 'drawn-line'].forEach(function (id) {
-      layers.find(function (l) { return l.id === id; }).layout = {visibility: drawn.geometry ? 'visible' : 'none'};
-    });
     // unit names: streets when zoomed out, communities, then grids (one label per unit, at its centre)
     [['street', 10, 13.5, 15], ['community', 12, 15.5, 14], ['grid', 14, 19.5, 12]].forEach(function (r) {
       layers.push({id: 'unit-label-' + r[0], type: 'symbol', source: 'unit-labels', minzoom: r[1], maxzoom: r[2],
@@ -293,6 +290,14 @@
                    layout: {'text-field': ['get', 'name'], 'text-size': r[3], 'text-font': [conf.fontName],
                             'text-allow-overlap': false},
                    paint: {'text-color': '#12324f', 'text-halo-color': '#fff', 'text-halo-width': 1.6}});
+    });
+    // The overlays (drawn area, sketch, selected feature) are added with their first data: an empty GeoJSON
+    // source still tiles, and each of its tiles is a frame (a full SwiftShader draw) while the page loads.
+    brain.order = layers.map(function (l) { return l.id; });
+    brain.lazy = {};
+    layers = layers.filter(function (l) {
+      if (OVERLAY_LAYERS[l.source] && !sources[l.source]) { brain.lazy[l.id] = l; return false; }
+      return true;
     });
     layers.forEach(function (l) {  // each of our layers as the state shows it
       var want = shown(l, state);
@@ -353,14 +358,20 @@
   function apply() {
     if (!brain.ready) { return; }
     var map = brain.map, s = brain.state;
+    // only what differs: the map draws a frame for every change asked, even of a value it already has
+    var same = function (a, b) { return JSON.stringify(a) === JSON.stringify(b); };
     map.getStyle().layers.forEach(function (l) {
       var want = shown(l, s);
       if (!want) { return; }
-      map.setLayoutProperty(l.id, 'visibility', want.visibility);
-      if (want.filter) { map.setFilter(l.id, want.filter); }
-      if (want.color) { map.setPaintProperty(l.id, 'fill-color', want.color); }
+      if ((l.layout || {}).visibility !== want.visibility) {
+        map.setLayoutProperty(l.id, 'visibility', want.visibility);
+      }
+      if (want.filter && !same(l.filter, want.filter)) { map.setFilter(l.id, want.filter); }
+      if (want.color && !same((l.paint || {})['fill-color'], want.color)) {
+        map.setPaintProperty(l.id, 'fill-color', want.color);
+      }
     });
-    map.setFilter('selected-unit', selectedFilter(s));
+    if (!same(map.getFilter('selected-unit'), selectedFilter(s))) { map.setFilter('selected-unit', selectedFilter(s)); }
     var drawn = drawnData(s);
     if (JSON.stringify(drawn.geometry || null) !== brain.drawnShown) {  // each setData re-tiles it in the worker
       brain.drawnShown = JSON.stringify(drawn.geometry || null);
@@ -395,9 +406,17 @@
   function box(b) { return [[b[0], b[1]], [b[2], b[3]]]; }
 
   function fitBox(b, animate) {
-    if (!b || !brain.map) { return; }
-    brain.map.resize();  // the container may have changed size since the map measured it (layout, media queries)
-    brain.map.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 20, animate: !!animate, maxZoom: 17});
+    var map = brain.map;
+    if (!b || !map) { return; }
+    var el = map.getContainer(), canvas = map.getCanvas();  // resized since it was measured (layout, media queries)?
+    if (el.clientWidth !== canvas.clientWidth || el.clientHeight !== canvas.clientHeight) { map.resize(); }
+    var opts = {padding: 20, animate: !!animate, maxZoom: 17};
+    var cam = map.cameraForBounds([[b[0], b[1]], [b[2], b[3]]], opts), c = map.getCenter();
+    if (cam && Math.abs(cam.zoom - map.getZoom()) < 1e-9 && Math.abs(cam.center.lng - c.lng) < 1e-9 &&
+        Math.abs(cam.center.lat - c.lat) < 1e-9 && !map.getBearing() && !map.getPitch()) {
+      return;  // already there: moving would only draw the same frame again
+    }
+    map.fitBounds([[b[0], b[1]], [b[2], b[3]]], opts);
   }
 
   brain.fit = function (view) {
@@ -427,12 +446,19 @@
   }
 
   // An overlay's data, its layers shown only while it has some (an empty layer still costs a frame its stencil)
-  var OVERLAY_LAYERS = {drawn: ['drawn-fill', 'drawn-line'], sketch: ['sketch-line'],
-                        selected: ['selected-fill', 'selected-point']};
   function overlay(source, data) {
     var map = brain.map;
-    map.getSource(source).setData(data);
     var on = data.type === 'Feature' ? !!data.geometry : data.features.length > 0;
+    if (!map.getSource(source)) {  // its first data: the source, and its layers where the style's order puts them
+      if (!on) { return; }
+      map.addSource(source, {type: 'geojson', data: data});
+      OVERLAY_LAYERS[source].forEach(function (id) {
+        var after = brain.order.slice(brain.order.indexOf(id) + 1).find(function (n) { return map.getLayer(n); });
+        map.addLayer(brain.lazy[id], after);
+      });
+      return;
+    }
+    map.getSource(source).setData(data);
     OVERLAY_LAYERS[source].forEach(function (id) { map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none'); });
   }
 
