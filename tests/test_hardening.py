@@ -399,6 +399,31 @@ def _callback(c: httpx.Client, prefix: str, inputs: list, state: list, changed: 
                                                    "inputs": inputs, "state": state, "changedPropIds": [changed]})
 
 
+def test_a_link_opens_on_its_time_window_and_the_page_asks_the_server_for_no_unit_list(server, served_db):
+    """The layout answers the first state itself (issue 14): a link's slider window (t=d30) is the page's window, not
+    all of time; the unit tree is not shipped to the page (the server reads it in the scope per callback)."""
+    staff = next(u for u in served_db.users.values() if u["role"] == "community_staff")
+    c = _signed_in(server, staff)
+    c.get("/")
+    layout = c.get("/_dash-layout", headers={"Referer": f"{server.url}/?t=d30"}).json()
+    props = {}
+
+    def walk(x):
+        if isinstance(x, dict) and "props" in x:
+            if isinstance(x["props"].get("id"), str):
+                props[x["props"]["id"]] = x["props"]
+            walk(x["props"].get("children"))
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(layout)
+    assert props["time"]["data"]["preset"] == "d30" and props["time"]["data"]["since"]
+    assert props["time-days"]["value"] == 30 and props["time-preset"]["value"] is None
+    assert props["conf"]["data"]["state"]["time"] == props["time"]["data"]  # the map opens in the same window
+    assert "units" not in props
+    assert staff["unit"] in {b["props"]["id"]["code"] for b in props["breadcrumb"]["children"]}
+
+
 def test_dashboards_keep_the_apis_limits_on_areas_and_pages(server, served_db):
     analyst = next(u for u in served_db.users.values() if u["role"] == "district_analyst")
     c = _signed_in(server, analyst)
