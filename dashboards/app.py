@@ -478,6 +478,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         window, preset, days, window_text = st.window
         spec, theme_legend = st.spec, st.theme_legend
         crumb_items, unit_items = crumb_state(current, units, user, lg)
+        # the indicator panel comes with the page (not a callback after it): its numbers serve the widgets too
+        _read(f"indicators {_where(current)}")
+        panel_body, area, ind = panel_of(current, sc, lg, window)
         return html.Div(className="app", children=[
             dcc.Store(id="conf", data=map_conf(sc, lg, st)),
             dcc.Store(id="current", data=current), dcc.Store(id="home", data=view["unit"]),
@@ -543,13 +546,13 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                             # rendered with the page, so the grid mounts with its widgets and their saved places
                             dsg.Grid(id="grid", cols=12, rowHeight=120, layout=page["layout"],
                                      draggableHandle=".whead", draggableCancel=".rm,.wbtn", isDroppable=True,
-                                     compactType="vertical", children=cards(page, current, sc, lg, window))]),
+                                     compactType="vertical", children=cards(page, current, sc, lg, window, (area, ind)))]),
                     ]),
                 ]),
                 html.Aside(className="right", children=[
                     dcc.Tabs(id="tabs", value="indicators", children=[
                         dcc.Tab(label=t("indicators", lg), value="indicators",
-                                children=html.Div(id="panel", className="panel")),
+                                children=html.Div(id="panel", className="panel", children=panel_body)),
                         dcc.Tab(label=t("detail", lg), value="detail",
                                 children=html.Div(id="detail", className="panel", children=t("click_feature", lg))),
                         dcc.Tab(label=t("events", lg), value="events", children=html.Div(className="panel", children=[
@@ -685,18 +688,23 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             area = Area(polygon=parse_area(current["geometry"], limits()))
         return replace(area, since=_since(window))
 
-    @app.callback(Output("panel", "children"), Input("current", "data"), Input("time", "data"))
+    @app.callback(Output("panel", "children"), Input("current", "data"), Input("time", "data"),
+                  prevent_initial_call=True)  # the layout holds the first
     def panel(current, window):
-        lg = lang()
         sc = scope()
-        svc = service()
-        current, units = _current(current), unit_map(svc.db, sc)
+        current = _current(current)
         _read(f"indicators {_where(current)}")
+        return panel_of(current, sc, lang(), window)[0]
+
+    def panel_of(current: dict, sc: Scope, lg: str, window: Any) -> tuple[Any, Area | None, dict | None]:
+        """The indicator panel of a unit or drawn area, with the area and indicators it shows (or an error)."""
+        svc = service()
         try:
             area = area_of(current, sc, window)
             ind = indicators(svc.db, sc, area, svc.clock())
         except BrainError as exc:
-            return html.P(str(exc), className="error")
+            return html.P(str(exc), className="error"), None, None
+        units = unit_map(svc.db, sc)
         title = (t("drawn_area", lg) if current.get("kind") == "area"
                  else f"{units.get(current['code'], {}).get('name', '')} · {level_label(area.level, lg)} "
                       f"{current['code']}")
@@ -712,7 +720,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                          html.Li(html.Button(f"{_value(voc, r['what'], 'kind', r['kind'], lg)} · {r['name']}", className="goto",
                                              id={"type": "goto", "at": f"{r['lon']:.6f},{r['lat']:.6f}"}))
                          for r in res["items"]])]
-        return html.Div(body, **{"data-as-of": ind["as_of"]})
+        return html.Div(body, **{"data-as-of": ind["as_of"]}), area, ind
 
     @app.callback(Output("time", "data"), Output("time-preset", "value"), Output("time-days", "value"),
                   Output("time-label", "children"), Input("time-preset", "value"), Input("time-days", "value"),
@@ -759,8 +767,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     @app.callback(Output("events", "children"), Output("ev-pages", "children"), Output("events-page", "data"),
                   Input("current", "data"), Input("time", "data"), Input("ev-status", "value"),
                   Input("ev-class", "value"), Input("ev-overdue", "value"), Input("ev-prev", "n_clicks"),
-                  Input("ev-next", "n_clicks"), State("events-page", "data"))
-    def events_panel(current, window, status, cls, overdue, _prev, _next, page):
+                  Input("ev-next", "n_clicks"), Input("tabs", "value"), State("events-page", "data"),
+                  prevent_initial_call=True)
+    def events_panel(current, window, status, cls, overdue, _prev, _next, tab, page):
+        if tab != "events":  # read when its tab is open (opening it reads it for the unit and window shown then)
+            raise PreventUpdate
         lg = lang()
         sc = scope()
         svc = service()
@@ -868,10 +879,13 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         # compact the old places before the new card is there
         return page, cards(page, current, scope(), lang(), window), page["layout"]
 
-    def cards(page, current, sc, lg, window):
+    def cards(page, current, sc, lg, window, shown: tuple[Area | None, dict | None] = (None, None)):
+        """The widgets' cards; `shown`: the area and indicators already computed for the panel, if any."""
         svc = service()
-        area = area_of(current, sc, window)
-        ind = indicators(svc.db, sc, area, svc.clock())
+        area, ind = shown
+        if ind is None:
+            area = area_of(current, sc, window)
+            ind = indicators(svc.db, sc, area, svc.clock())
         voc = stored(svc.db)
         places = {it["i"]: it for it in page["layout"]}
         out = []
