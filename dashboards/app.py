@@ -32,7 +32,7 @@ from brain.layers.reader import grid_values
 from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
 from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
-from brain.vocabulary import stored
+from brain.vocabulary import Vocabularies, stored
 from dashboards.i18n import MAP_LOCALE, WIDGETS, bilingual, field_label, t
 
 SESSION_COOKIE = "brain_session"
@@ -428,7 +428,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         spec, legend = theme_state(view["theme"], sc, lg)
         return Start(units, visible, options, view, {"kind": "unit", "code": view["unit"]}, window, spec, legend)
 
-    def map_conf(sc: Scope, lg: str, st: Start) -> dict:
+    def map_conf(sc: Scope, lg: str, st: Start, voc: Vocabularies) -> dict:
         """The map's configuration: the user's layers, labels, unit, mask and view, and the state it opens in (it is
         drawn so from its first frame, and the stores' callbacks then find nothing to change)."""
         svc = service()
@@ -444,7 +444,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                          "style": l.style, "parts": [{"name": p.name, "geometry": p.geometry,
                                                       "aggregate": list(p.aggregate), "minzoom": p.minzoom}
                                                      for p in l.parts]} for l in st.visible],
-            "lang": lg, "labels": stored(db).labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
+            "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
             "mask": {"type": "Feature", "properties": {}, "geometry": mask},
@@ -480,9 +480,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         crumb_items, unit_items = crumb_state(current, units, user, lg)
         # the indicator panel comes with the page (not a callback after it): its numbers serve the widgets too
         _read(f"indicators {_where(current)}")
-        panel_body, area, ind = panel_of(current, sc, lg, window)
+        panel_body, area, ind = panel_of(current, sc, lg, window, units, voc)
         return html.Div(className="app", children=[
-            dcc.Store(id="conf", data=map_conf(sc, lg, st)),
+            dcc.Store(id="conf", data=map_conf(sc, lg, st, voc)),
             dcc.Store(id="current", data=current), dcc.Store(id="home", data=view["unit"]),
             dcc.Store(id="view", data={"bbox": units[view["unit"]]["bbox"], "keep": bool(view["map"])}),
             dcc.Store(id="clicked"), dcc.Store(id="feature"), dcc.Store(id="drawn"),
@@ -546,7 +546,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                             # rendered with the page, so the grid mounts with its widgets and their saved places
                             dsg.Grid(id="grid", cols=12, rowHeight=120, layout=page["layout"],
                                      draggableHandle=".whead", draggableCancel=".rm,.wbtn", isDroppable=True,
-                                     compactType="vertical", children=cards(page, current, sc, lg, window, (area, ind)))]),
+                                     compactType="vertical", children=cards(page, current, sc, lg, window, (area, ind), voc))]),
                     ]),
                 ]),
                 html.Aside(className="right", children=[
@@ -696,15 +696,17 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         _read(f"indicators {_where(current)}")
         return panel_of(current, sc, lang(), window)[0]
 
-    def panel_of(current: dict, sc: Scope, lg: str, window: Any) -> tuple[Any, Area | None, dict | None]:
-        """The indicator panel of a unit or drawn area, with the area and indicators it shows (or an error)."""
+    def panel_of(current: dict, sc: Scope, lg: str, window: Any, units: dict | None = None,
+                 voc: Vocabularies | None = None) -> tuple[Any, Area | None, dict | None]:
+        """The indicator panel of a unit or drawn area, with the area and indicators it shows (or an error); the
+        units in scope and the vocabulary are read here unless the caller has them."""
         svc = service()
         try:
             area = area_of(current, sc, window)
             ind = indicators(svc.db, sc, area, svc.clock())
         except BrainError as exc:
             return html.P(str(exc), className="error"), None, None
-        units = unit_map(svc.db, sc)
+        units = units if units is not None else unit_map(svc.db, sc)
         title = (t("drawn_area", lg) if current.get("kind") == "area"
                  else f"{units.get(current['code'], {}).get('name', '')} · {level_label(area.level, lg)} "
                       f"{current['code']}")
@@ -713,7 +715,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             body.append(html.P(t("snapped", lg).format(n=len(ind["grids"])), className="muted", id="snapped"))
         body.append(_kpis(ind["values"], HEADLINE, lg))
         if current.get("kind") == "area":
-            voc = stored(svc.db)
+            voc = voc if voc is not None else stored(svc.db)
             res = resources(svc.db, sc, area, 1, 100)
             body += [html.H4(f"{t('resources', lg)} ({res['total']})"),
                      html.Ul(className="resources", children=[
@@ -879,14 +881,16 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         # compact the old places before the new card is there
         return page, cards(page, current, scope(), lang(), window), page["layout"]
 
-    def cards(page, current, sc, lg, window, shown: tuple[Area | None, dict | None] = (None, None)):
-        """The widgets' cards; `shown`: the area and indicators already computed for the panel, if any."""
+    def cards(page, current, sc, lg, window, shown: tuple[Area | None, dict | None] = (None, None),
+              voc: Vocabularies | None = None):
+        """The widgets' cards; `shown`: the area and indicators already computed for the panel, and `voc` the
+        vocabulary already read, if any."""
         svc = service()
         area, ind = shown
         if ind is None:
             area = area_of(current, sc, window)
             ind = indicators(svc.db, sc, area, svc.clock())
-        voc = stored(svc.db)
+        voc = voc if voc is not None else stored(svc.db)
         places = {it["i"]: it for it in page["layout"]}
         out = []
         for w in page["widgets"]:

@@ -727,11 +727,11 @@
       window.Plotly.downloadImage(chart, {format: 'png', filename: name, scale: 2});
       return '';
     }
-    var rows = [];  // (text, bold) lines: each number with its label, or each list item
+    var rows = [];  // lines: each number with its label, or each list item
     card.querySelectorAll('.wbody .kpi').forEach(function (k) {
-      rows.push([k.querySelector('.kv').textContent + '  ' + k.querySelector('.kl').textContent, false]);
+      rows.push(k.querySelector('.kv').textContent + '  ' + k.querySelector('.kl').textContent);
     });
-    card.querySelectorAll('.wbody li, .wbody p').forEach(function (li) { rows.push([li.textContent, false]); });
+    card.querySelectorAll('.wbody li, .wbody p').forEach(function (li) { rows.push(li.textContent); });
     var c = document.createElement('canvas'), g = c.getContext('2d'), font = brain.conf.font;
     c.width = 900;
     c.height = 70 + 34 * rows.length;
@@ -742,7 +742,7 @@
     g.fillText(name, 24, 42);
     g.font = '20px ' + font;
     g.fillStyle = '#1d2733';
-    rows.forEach(function (r, k) { g.fillText(r[0], 24, 84 + 34 * k); });
+    rows.forEach(function (r, k) { g.fillText(r, 24, 84 + 34 * k); });
     var a = document.createElement('a');
     a.download = name + '.png';
     a.href = c.toDataURL('image/png');
