@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import dash
 import dash_snap_grid as dsg
 import flask
-import plotly.graph_objects as go
 import shapely
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
@@ -27,12 +26,13 @@ from brain import queries
 from brain.areas import AreaLimits, parse_area
 from brain.auth import SignInPolicy, create_session, end_session, sign_in
 from brain.errors import BadRequest, BrainError, Forbidden, NotFound, Throttled, TooLarge, http_status
-from brain.layers.catalog import CATALOG
+from brain.layers.catalog import CATALOG, STATUS_COLORS
 from brain.layers.reader import grid_values
 from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
 from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
 from brain.vocabulary import Vocabularies, stored
+from dashboards import charts
 from dashboards.i18n import MAP_LOCALE, WIDGETS, bilingual, field_label, t
 
 SESSION_COOKIE = "brain_session"
@@ -253,10 +253,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 max_request_bytes: int = 4_000_000) -> dash.Dash:
     """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
     app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
-                    assets_path_ignore=["vendor"],  # MapLibre and the basemap readers are loaded by brain.js
-                    # plotly's basic bundle (bar, scatter, pie: all our widgets draw) as window.Plotly, which
-                    # dcc.Graph then uses instead of fetching the full 4.8 MB plotly.js (1.1 s of a cold paint)
-                    external_scripts=[{"src": "/assets/vendor/plotly-basic.min.js", "defer": "defer"}])
+                    # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are HTML
+                    assets_path_ignore=["vendor"])
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # Flask answers 413 past it
 
@@ -970,13 +968,6 @@ def _kpis(values: dict, names, lg) -> html.Div:
         for n in names])
 
 
-def _graph(fig: go.Figure) -> dcc.Graph:
-    fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), height=190, showlegend=True,
-                      legend=dict(orientation="h", y=-0.25), separators=".,")
-    # exported as PNG by the widget's PNG button (plotly's own image of the chart)
-    return dcc.Graph(figure=fig, style={"height": "190px"}, config={"displayModeBar": False})
-
-
 def _value(voc, table: str, name: str, v: Any, lg: str) -> str:
     """A record's value for the page: coded values labelled through the vocabulary the model names for the field,
     timestamps and dates formatted, flags as yes/no."""
@@ -1083,7 +1074,7 @@ def widget_rows(kind, ind, sc, svc, area, current, lg, voc) -> list[dict]:
         rows = queries.age_pyramid(svc.db, sc, area, svc.clock())
         bands = sorted({r["band"] for r in rows if r["band"] != "?"}, key=lambda b: int(b.split("–")[0]))
         n = {(r["band"], r["gender"]): r["count"] for r in rows}
-        return [{"band": b, t("male", lg): n.get((b, "male"), 0), t("female", lg): n.get((b, "female"), 0)}
+        return [{t("age_band", lg): b, t("male", lg): n.get((b, "male"), 0), t("female", lg): n.get((b, "female"), 0)}
                 for b in bands]
     if kind == "origin":
         return [{field_label("origin", lg): r["key"], t("count", lg): r["count"]} for r in ind["origin"]]
@@ -1117,26 +1108,24 @@ def _widget(kind, ind, sc, svc, area, current, lg, voc):
         return _kpis(v, ("party_members", "org_party_org", "org_service_centre", "households_linked",
                          "party_link_share"), lg)
     rows = widget_rows(kind, ind, sc, svc, area, current, lg, voc)
+    none = t("none", lg)
     if kind == "age":  # a pyramid: men to the left, women to the right
-        fig = go.Figure()
-        for key, sign in ((t("male", lg), -1), (t("female", lg), 1)):
-            fig.add_bar(y=[r["band"] for r in rows], x=[sign * r[key] for r in rows], orientation="h", name=key,
-                        customdata=[r[key] for r in rows], hovertemplate="%{y}: %{customdata}<extra></extra>")
-        fig.update_layout(barmode="relative")
-        return _graph(fig)
+        band, men, women = t("age_band", lg), t("male", lg), t("female", lg)
+        bands = [r[band] for r in rows]
+        return charts.pyramid(bands, (men, "#1f77b4", [r[men] for r in rows]),
+                              (women, "#e377c2", [r[women] for r in rows]), empty=none)
     if kind == "origin":
         keys = list(rows[0]) if rows else ["", ""]
-        return _graph(go.Figure(go.Bar(x=[r[keys[0]] for r in rows], y=[r[keys[1]] for r in rows],
-                                       showlegend=False)))
+        return charts.bars([str(r[keys[0]]) for r in rows], [r[keys[1]] for r in rows], "#8c564b", empty=none)
     if kind == "events_time":
-        fig = go.Figure()
         month, status, count = t("month_axis", lg), t("status", lg), t("count", lg)
-        for code in VOCABS["event_status"]:
+        months = sorted({r[month] for r in rows})
+        n = {(r[month], r[status]): r[count] for r in rows}
+        series = []
+        for code in VOCABS["event_status"]:  # the map's colours for the statuses
             label = voc.label("event_status", code, lg)
-            pts = [r for r in rows if r[status] == label]
-            fig.add_bar(x=[r[month] for r in pts], y=[r[count] for r in pts], name=label)
-        fig.update_layout(barmode="stack")
-        return _graph(fig)
+            series.append((label, STATUS_COLORS.get(code, "#7f7f7f"), [n.get((m, label), 0) for m in months]))
+        return charts.stacked(months, series, empty=none)
     if kind == "overdue" and current.get("kind") != "unit":
         return _kpis(v, ("overdue_respond", "overdue_close"), lg)
     if kind == "ranking":

@@ -38,6 +38,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "remove": ("移除", "Remove"),
     "personal_hidden": ("本角色不可查看个人信息，仅显示统计。", "Your role sees counts, not residents."),
     "none": ("无", "none"),
+    "age_band": ("年龄段", "age band"),
     "basemap": ("在线底图", "Online basemap"),
     "search": ("搜索", "Search"),
     "search_hint": ("地址、组织或姓名", "Address, organisation or name"),

@@ -7,6 +7,9 @@ Screenshots of each step are kept in test-artifacts/ (CI keeps them; some are in
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
 import json
 import re
 import shutil
@@ -642,19 +645,40 @@ def test_a_protomaps_basemap_archive_is_served_by_range_and_drawn_under_our_laye
 def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server, served_db, one_backend):
     analyst = user(served_db, "district_analyst")
     context, page = open_app(chromium, server, analyst)
-    page.wait_for_selector("#w2 .js-plotly-plot")
+    page.wait_for_selector("#w2 .chart-pyramid .bar")
     with page.expect_download() as got:
         page.click("#w1 .wbtn >> text=CSV")
     text = open(got.value.path(), encoding="utf-8").read()
     assert text.startswith("\ufeff") and got.value.suggested_filename == "核心指标.csv"
     shown = panel_values(page)
     assert f"人口,{shown['population']}" in text.replace("\r", "")
-    for card, name in (("#w1", "核心指标.png"), ("#w2", "年龄结构.png")):  # numbers drawn as text; a chart
-        with page.expect_download() as got:
+    # the age pyramid (HTML bars) shows its CSV's numbers, band by band, oldest on top
+    with page.expect_download() as got:
+        page.click("#w2 .wbtn >> text=CSV")
+    table = list(csv.reader(io.StringIO(open(got.value.path(), encoding="utf-8-sig").read())))
+    assert table[0] == ["年龄段", "男", "女"] and len(table) > 3
+    drawn = page.evaluate("""() => [...document.querySelectorAll('#w2 .pyr-row')].map(r =>
+        [...r.querySelectorAll('.chart-label, .chart-value')].map(e => e.textContent))""")
+    assert drawn == [[f"{int(m):,}", band, f"{int(w):,}"] for band, m, w in reversed(table[1:])]
+    widths = page.evaluate("[...document.querySelectorAll('#w2 .pyr-row .bar')].map(b => b.getBoundingClientRect().width)")
+    counts = [int(v) for _, m, w in reversed(table[1:]) for v in (m, w)]
+    scale = widths[counts.index(max(counts))] / max(counts)  # pixels per person, one scale for both sides
+    assert all(abs(w - n * scale) < 1.5 for w, n in zip(widths, counts)), list(zip(widths, counts))
+    for card, name, colours in (("#w1", "核心指标.png", []), ("#w2", "年龄结构.png", ["#1f77b4", "#e377c2"])):
+        with page.expect_download() as got:  # numbers drawn as text; a chart as the page draws it
             page.click(f"{card} .wbtn >> text=PNG")
         assert got.value.suggested_filename == name
         data = open(got.value.path(), "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+        # decoded by the browser: the chart's bars are in the image, in their colours
+        found = page.evaluate("""([b64, colours]) => new Promise(done => { const img = new Image();
+            img.onload = () => { const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+              const g = c.getContext('2d'); g.drawImage(img, 0, 0); const d = g.getImageData(0, 0, c.width, c.height).data;
+              done(colours.map(h => { const [r, gr, b] = [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16)); let n = 0;
+                for (let i = 0; i < d.length; i += 4) { if (d[i] === r && d[i + 1] === gr && d[i + 2] === b) { n++; } }
+                return n; })); };
+            img.src = 'data:image/png;base64,' + b64; })""", [base64.b64encode(data).decode(), colours])
+        assert all(n > 200 for n in found), found
     assert not page.errors, page.errors[:3]
     # printed: the map and the panel on the page, not the layer list or My page
     page.emulate_media(media="print")

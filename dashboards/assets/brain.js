@@ -714,7 +714,54 @@
   }
   brain.url = function () { writeUrl(); return window.location.pathname + window.location.search; };
 
-  // -- a widget as a PNG: a chart by plotly's own image of it, numbers and lists drawn as text ------------------
+  // -- a widget as a PNG: a chart as drawn on the page (its bars and texts), numbers and lists as text ----------
+  function download(canvas, name) {
+    var a = document.createElement('a');
+    a.download = name + '.png';
+    a.href = canvas.toDataURL('image/png');
+    a.click();
+  }
+
+  // The chart's elements (dashboards/charts.py) into an image at twice their size: each bar and swatch a
+  // rectangle in its colour, each label and number its text in its font, where the page lays them out.
+  function chartPng(chart, name) {
+    var box = chart.getBoundingClientRect(), k = 2, head = 44;
+    var c = document.createElement('canvas'), g = c.getContext('2d');
+    c.width = Math.ceil(box.width * k) + 32;
+    c.height = Math.ceil(box.height * k) + head + 16;
+    g.fillStyle = '#fff';
+    g.fillRect(0, 0, c.width, c.height);
+    g.fillStyle = '#12324f';
+    g.font = 'bold 24px ' + brain.conf.font;
+    g.textBaseline = 'middle';
+    g.fillText(name, 16, head / 2);
+    var at = function (el) {
+      var r = el.getBoundingClientRect();
+      return {x: 16 + (r.left - box.left) * k, y: head + (r.top - box.top) * k, w: r.width * k, h: r.height * k};
+    };
+    chart.querySelectorAll('.bar, .swatch').forEach(function (el) {
+      var r = at(el);
+      g.fillStyle = getComputedStyle(el).backgroundColor;
+      g.fillRect(r.x, r.y, r.w, r.h);
+    });
+    chart.querySelectorAll('.chart-label, .chart-value, .key').forEach(function (el) {
+      var r = at(el), st = getComputedStyle(el), text = el.textContent;
+      var pad = parseFloat(st.paddingLeft) * k;
+      g.save();
+      g.beginPath();
+      g.rect(r.x, r.y, r.w, r.h);
+      g.clip();
+      g.fillStyle = st.color;
+      g.font = (parseFloat(st.fontSize) * k) + 'px ' + brain.conf.font;
+      var w = g.measureText(text).width, x = r.x + pad;
+      if (st.textAlign === 'center') { x = r.x + (r.w - w) / 2; }
+      if (el.classList.contains('key')) { x = r.x + r.w - w; }  // after its swatch
+      g.fillText(text, x, r.y + r.h / 2);
+      g.restore();
+    });
+    download(c, name);
+  }
+
   brain.widgetPng = function (cbctx) {
     var trig = cbctx && cbctx.triggered_id;
     var clicked = cbctx && cbctx.triggered && cbctx.triggered.length && cbctx.triggered[0].value;
@@ -722,9 +769,9 @@
     var card = document.getElementById(trig.i);
     if (!card) { return ''; }
     var name = card.querySelector('[data-name]').getAttribute('data-name');
-    var chart = card.querySelector('.js-plotly-plot');
-    if (chart && window.Plotly) {
-      window.Plotly.downloadImage(chart, {format: 'png', filename: name, scale: 2});
+    var chart = card.querySelector('.chart');
+    if (chart) {
+      chartPng(chart, name);
       return '';
     }
     var rows = [];  // lines: each number with its label, or each list item
@@ -743,10 +790,7 @@
     g.font = '20px ' + font;
     g.fillStyle = '#1d2733';
     rows.forEach(function (r, k) { g.fillText(r, 24, 84 + 34 * k); });
-    var a = document.createElement('a');
-    a.download = name + '.png';
-    a.href = c.toDataURL('image/png');
-    a.click();
+    download(c, name);
     return '';
   };
 })();
