@@ -446,9 +446,6 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
             "mask": {"type": "Feature", "properties": {}, "geometry": mask},
-            "unitLabels": {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"code": u["code"], "name": u["name"], "level": u["level"]},
-                 "geometry": {"type": "Point", "coordinates": u["center"]}} for u in st.units.values()]},
             "view": st.view["map"], "basemap": basemap_url,
             "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,
             "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}

@@ -157,9 +157,34 @@ def test_a_composite_names_each_layer_once_and_only_layers_there_are(server, ser
         r = httpx.get(f"{server.url}/tiles/{bad}/tilejson.json", headers=auth)
         assert r.status_code == status and says in r.json()["detail"], (bad, r.status_code, r.text)
     tj = httpx.get(f"{server.url}/tiles/units,water,roads,buildings/tilejson.json", headers=auth).json()
-    assert [v["id"] for v in tj["vector_layers"]] == ["units", "waters", "roads", "buildings"]
+    assert [v["id"] for v in tj["vector_layers"]] == ["units", "unit_labels", "waters", "roads", "buildings"]
     assert tj["tiles"][0].endswith("/tiles/units,water,roads,buildings/{z}/{x}/{y}.mvt")
     assert tj["minzoom"] == min(CATALOG[x].minzoom for x in ("units", "water", "roads", "buildings"))
+
+
+@pytest.mark.parametrize("role", ["district_analyst", "community_staff"])
+def test_unit_names_come_once_per_unit_inside_it_at_their_levels_zooms(server, served_db, truth, role):
+    """The map's unit labels: one point per unit over the tiles that cover the user's unit, on that unit's
+    surface, only for the levels a map names at that zoom (streets z10-13, communities z12-15, grids z14-18)."""
+    user = next(u for u in served_db[1].values() if u["role"] == role)
+    own = truth["units"][user["unit"]][1]
+    west, south = mercantile.lnglat(own.bounds[0], own.bounds[1])
+    east, north = mercantile.lnglat(own.bounds[2], own.bounds[3])
+    shown = {10: {"street"}, 12: {"street", "community"}, 14: {"community", "grid"}, 16: {"grid"}}
+    for z, levels in shown.items():
+        seen = []
+        for t in mercantile.tiles(west, south, east, north, z):
+            for name, geom, props in decode(fetch(server, user, "units", z, t.x, t.y).content, z, t.x, t.y):
+                b = mercantile.xy_bounds(t)
+                # a point in the tile's buffer is its neighbour's: a map draws a label from its own tile only
+                if name == "unit_labels" and b.left <= geom.x < b.right and b.bottom < geom.y <= b.top:
+                    level, polygon = truth["units"][props["code"]]
+                    assert props["level"] == level and polygon.buffer(2 * (b.right - b.left) / EXTENT).contains(geom)
+                    seen.append((props["code"], level))
+        codes = [c for c, _ in seen]
+        assert len(codes) == len(set(codes)), f"z{z}: a unit named twice"
+        want = {c for c, (lv, g) in truth["units"].items() if lv in levels and own.buffer(1).contains(g)}
+        assert set(codes) == want, (z, sorted(want - set(codes))[:5], sorted(set(codes) - want)[:5])
 
 
 def _lnglat(point_3857):

@@ -42,6 +42,7 @@ class Part:
     minzoom: int = 0  # below it the part is left out of the tile (party links are unreadable when zoomed out)
     zoom_filter: str = ""  # constant SQL over alias t with one `?` bound to the tile's zoom
     computed: tuple[tuple[str, str], ...] = ()  # (property, boolean SQL over t and the clock c), for every role
+    label_point: bool = False  # each row as one point on its surface (where its name is drawn), not its shape
 
     def field_type(self, name: str) -> str:
         """The model type of one field."""
@@ -121,7 +122,13 @@ CATALOG: dict[str, Layer] = {layer.id: layer for layer in (
           (Part("units", "admin_units", "polygon", ("code", "name", "level", "parent_code", "area_m2"),
                 id_column="code",
                 # grids from z13 and communities from z11: 1,440 grid outlines at z10 are noise and 100 ms
-                zoom_filter="CASE t.level WHEN 'grid' THEN 13 WHEN 'community' THEN 11 ELSE 0 END <= ?"),),
+                zoom_filter="CASE t.level WHEN 'grid' THEN 13 WHEN 'community' THEN 11 ELSE 0 END <= ?"),
+           # the units' names, one point each, at the zooms a map labels their level (a label layer in the same
+           # tile as the outlines, as OpenMapTiles' `place` points: no second source to load before the names)
+           Part("unit_labels", "admin_units", "point", ("code", "name", "level"), id_column="code", label_point=True,
+                zoom_filter="? BETWEEN CASE t.level WHEN 'street' THEN 10 WHEN 'community' THEN 12 "
+                            "WHEN 'grid' THEN 14 ELSE 99 END AND CASE t.level WHEN 'street' THEN 13 "
+                            "WHEN 'community' THEN 15 ELSE 18 END")),
           minzoom=8, maxzoom=18,
           style={"kind": "line", "color": "#3b6ea8", "by": "level",
                  "width": {"district": 3, "street": 2.5, "community": 1.5, "grid": 0.7}}),

@@ -64,7 +64,7 @@ def feature_select(part: Part, fields: tuple[str, ...], level: str, *, clip: boo
     order = (("pre",) if prefilter else ()) + (("z",) if zoom and part.zoom_filter else ())
     ctes = [f"hits AS {'MATERIALIZED ' if materialize else ''}(SELECT * FROM {quote_ident(part.table)} t"
             + (f" WHERE {' AND '.join(f'({w})' for w in where)}" if where else "") + ")"]
-    out = f"t.{g}"
+    out = f"ST_PointOnSurface(t.{g})" if part.label_point else f"t.{g}"
     if clip:
         ctes.append(f"s AS MATERIALIZED (SELECT {g} AS g FROM admin_units WHERE code = ?)")
         order += ("unit",)

@@ -128,6 +128,7 @@
       var id = spec.id + '-' + part.name;
       var feat = ['has', 'id'];
       if (spec.id === 'units') {
+        if (part.name === 'unit_labels') { return; }  // the names' points: the unit-label layers, drawn last
         out.push(Object.assign({id: id + '-fill', type: 'fill', paint: {'fill-color': '#000', 'fill-opacity': 0}},
                                base, {metadata: {brain: 'units', part: part.name, pick: 'unit'}}));
         out.push(Object.assign({id: id + '-line', type: 'line', paint: {
@@ -232,7 +233,6 @@
       layers.push({id: 'basemap', type: 'raster', source: 'basemap'});
     }
     sources.mask = {type: 'geojson', data: conf.mask};
-    sources['unit-labels'] = {type: 'geojson', data: conf.unitLabels};
     var drawn = drawnData(state);
     brain.drawnShown = JSON.stringify(drawn.geometry || null);
     if (drawn.geometry) { sources.drawn = {type: 'geojson', data: drawn}; }  // the others come with their data
@@ -283,10 +283,13 @@
     });
     var at = function (l) { return l.metadata.overlay ? l.metadata.rank : rank(l); };
     all.sort(function (a, b) { return at(a) - at(b); }).forEach(function (l) { layers.push(l); });
-    // unit names: streets when zoomed out, communities, then grids (one label per unit, at its centre)
+    // unit names: streets when zoomed out, communities, then grids (one label per unit, at a point inside it,
+    // from the units' tiles: the server sends each level's points at these zooms only)
+    var named = conf.catalog.some(function (spec) { return spec.id === 'units'; });
     [['street', 10, 13.5, 15], ['community', 12, 15.5, 14], ['grid', 14, 19.5, 12]].forEach(function (r) {
-      layers.push({id: 'unit-label-' + r[0], type: 'symbol', source: 'unit-labels', minzoom: r[1], maxzoom: r[2],
-                   filter: ['==', ['get', 'level'], r[0]],
+      if (!named) { return; }
+      layers.push({id: 'unit-label-' + r[0], type: 'symbol', source: sourceOf('units'), 'source-layer': 'unit_labels',
+                   minzoom: r[1], maxzoom: r[2], filter: ['==', ['get', 'level'], r[0]],
                    layout: {'text-field': ['get', 'name'], 'text-size': r[3], 'text-font': [conf.fontName],
                             'text-allow-overlap': false},
                    paint: {'text-color': '#12324f', 'text-halo-color': '#fff', 'text-halo-width': 1.6}});
