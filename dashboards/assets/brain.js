@@ -121,6 +121,13 @@
     return m;
   }
 
+  // Our lines share one shader program, and our fills another: a colour per feature and a width per feature and
+  // zoom. MapLibre compiles a program for each mix of constant, per-feature and per-zoom properties at its first
+  // use; under SwiftShader each costs about 25 ms of the first frame, and the opening view needed 15 of them
+  // (bench/dashboard.py). A constant written as a per-feature expression draws the same picture.
+  function each(v) { return ['case', ['has', 'brain:each'], v, v]; }
+  function zoomed(w) { return ['interpolate', ['linear'], ['zoom'], 0, w, 24, w]; }
+
   function styleLayers(spec) {
     var st = spec.style || {}, out = [];
     spec.parts.forEach(function (part) {
@@ -132,14 +139,15 @@
         out.push(Object.assign({id: id + '-fill', type: 'fill', paint: {'fill-color': '#000', 'fill-opacity': 0}},
                                base, {metadata: {brain: 'units', part: part.name, pick: 'unit'}}));
         out.push(Object.assign({id: id + '-line', type: 'line', paint: {
-          'line-color': st.color || '#3b6ea8', 'line-opacity': 0.9,
-          'line-width': ['match', ['get', 'level'], 'district', 3, 'street', 2.5, 'community', 1.6, 0.8]}}, base));
+          'line-color': each(st.color || '#3b6ea8'), 'line-opacity': 0.9,
+          'line-width': zoomed(['match', ['get', 'level'], 'district', 3, 'street', 2.5, 'community', 1.6, 0.8])}},
+                               base));
         return;
       }
       if (part.aggregate.length) {  // per-grid counts below the detail zoom: drawn only as the chosen theme
         out.push(Object.assign({id: id + '-agg', type: 'fill', filter: ['has', 'code'],
                                 layout: {visibility: 'none'},
-                                paint: {'fill-color': '#ccc', 'fill-opacity': 0.72, 'fill-outline-color': '#fff'}},
+                                paint: {'fill-color': '#ccc', 'fill-opacity': 0.72, 'fill-outline-color': each('#fff')}},
                                base, {metadata: {brain: spec.id, part: part.name, pick: 'grid', theme: true}}));
       }
       if (st.kind === 'road') {  // a casing under the road, its class's colour and width, the name along it
@@ -150,7 +158,7 @@
         var casing = ['interpolate', ['exponential', 1.6], ['zoom'], 12, ['+', 1, ['*', 0.35, width]],
                       17, ['+', 2, ['*', 1.6, width]]];
         out.push(Object.assign({id: id + '-casing', type: 'line', filter: feat, layout: {'line-cap': 'round'},
-                                paint: {'line-color': '#c3c8ce', 'line-width': casing}}, base));
+                                paint: {'line-color': each('#c3c8ce'), 'line-width': casing}}, base));
         out.push(Object.assign({id: id + '-line', type: 'line', filter: feat, layout: {'line-cap': 'round'},
                                 paint: {'line-color': colorBy(st, '#fff'), 'line-width': scaled}}, base));
         out.push(Object.assign({id: id + '-label', type: 'symbol', filter: feat, minzoom: 14, layout: {
@@ -167,7 +175,8 @@
                                 filter: ['all', feat, ['==', ['geometry-type'], 'LineString'],
                                          ['!=', ['get', 'kind'], 'patrol_route']],
                                 paint: {'line-color': colorBy(st, '#7fb8e6'),
-                                        'line-width': ['interpolate', ['linear'], ['zoom'], 12, 1.5, 17, 6]}}, base));
+                                        'line-width': ['interpolate', ['linear'], ['zoom'], 12, each(1.5), 17, each(6)]}},
+                               base));
         out.push(Object.assign({id: id + '-patrol', type: 'line',
                                 filter: ['all', feat, ['==', ['get', 'kind'], 'patrol_route']],
                                 paint: {'line-color': st.colors.patrol_route, 'line-width': 1.5,
@@ -182,7 +191,7 @@
       if (part.geometry === 'polygon') {
         out.push(Object.assign({id: id + '-fill', type: 'fill', filter: feat, minzoom: spec.detail_zoom,
                                 paint: {'fill-color': colorBy(st, '#9e9e9e'), 'fill-opacity': 0.8,
-                                        'fill-outline-color': '#6d6d6d'}},
+                                        'fill-outline-color': each('#6d6d6d')}},
                                base, {metadata: {brain: spec.id, part: part.name, pick: 'feature', flat: true}}));
         if (spec.id === 'buildings') {
           out.push(Object.assign({id: id + '-3d', type: 'fill-extrusion', filter: feat, minzoom: 15,
@@ -198,15 +207,15 @@
         }
       } else if (part.geometry === 'line') {
         out.push(Object.assign({id: id + '-line', type: 'line', filter: feat, minzoom: part.minzoom,
-                                paint: {'line-color': st.line_color || st.color || '#c00000', 'line-width': 1,
-                                        'line-opacity': 0.6}}, base));
+                                paint: {'line-color': each(st.line_color || st.color || '#c00000'),
+                                        'line-width': zoomed(each(1)), 'line-opacity': 0.6}}, base));
       } else {
-        var ring = st.ring ? ['case', ['==', ['get', st.ring], true], 2.5, 1] : 1;
+        var ring = st.ring ? ['case', ['==', ['get', st.ring], true], 2.5, 1] : each(1);
         out.push(Object.assign({id: id + '-dot', type: 'circle', filter: feat, minzoom: spec.detail_zoom,
                                 paint: {'circle-color': colorBy(st, '#3388ff'), 'circle-radius':
                                           ['interpolate', ['linear'], ['zoom'], 12, 3, 16, 5, 19, 8],
                                         'circle-stroke-color': st.ring ? ['case', ['==', ['get', st.ring], true],
-                                                                          '#111', '#fff'] : '#fff',
+                                                                          '#111', '#fff'] : each('#fff'),
                                         'circle-stroke-width': ring}},
                                base, {metadata: {brain: spec.id, part: part.name, pick: 'feature'}}));
         out.push(Object.assign({id: id + '-heat', type: 'heatmap', filter: feat, minzoom: spec.detail_zoom,
@@ -264,19 +273,21 @@
       return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 6, symbol: 9}[l.type];
     };
     var overlays = {
-      4.5: [{id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': '#1d2733', 'fill-opacity': 0.35}}],
+      4.5: [{id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35}}],
       5.5: [{id: 'selected-unit', type: 'line', source: sourceOf('units'), 'source-layer': 'units',
              filter: selectedFilter(state),
-             paint: {'line-color': '#ff8c00', 'line-width': 3.5}},
-            {id: 'drawn-fill', type: 'fill', source: 'drawn', paint: {'fill-color': '#b3541e', 'fill-opacity': 0.12}},
-            {id: 'drawn-line', type: 'line', source: 'drawn', paint: {'line-color': '#b3541e', 'line-width': 2}},
+             paint: {'line-color': each('#ff8c00'), 'line-width': zoomed(each(3.5))}},
+            {id: 'drawn-fill', type: 'fill', source: 'drawn',
+             paint: {'fill-color': each('#b3541e'), 'fill-opacity': 0.12}},
+            {id: 'drawn-line', type: 'line', source: 'drawn',
+             paint: {'line-color': each('#b3541e'), 'line-width': zoomed(each(2))}},
             {id: 'sketch-line', type: 'line', source: 'sketch',
              paint: {'line-color': '#b3541e', 'line-width': 2, 'line-dasharray': [2, 1]}}],
       7: [{id: 'selected-fill', type: 'line', source: 'selected', filter: ['!=', ['geometry-type'], 'Point'],
-           paint: {'line-color': '#00b7ff', 'line-width': 3}},
+           paint: {'line-color': each('#00b7ff'), 'line-width': zoomed(each(3))}},
           {id: 'selected-point', type: 'circle', source: 'selected', filter: ['==', ['geometry-type'], 'Point'],
-           paint: {'circle-radius': 11, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-color': '#00b7ff',
-                   'circle-stroke-width': 3}}]
+           paint: {'circle-radius': 11, 'circle-color': each('rgba(0,0,0,0)'), 'circle-stroke-color': each('#00b7ff'),
+                   'circle-stroke-width': each(3)}}]
     };
     Object.keys(overlays).forEach(function (r) {
       overlays[r].forEach(function (l) { l.metadata = {overlay: true, rank: parseFloat(r)}; all.push(l); });
