@@ -255,6 +255,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
                     # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are HTML
                     assets_path_ignore=["vendor"])
+    # The page's layout and callbacks are asked for as the page is parsed, not once Dash's scripts have run: the
+    # renderer's own requests then find them on their way (the server builds the layout while the scripts load)
+    app.index_string = app.index_string.replace("{%favicon%}", "".join(
+        f'<link rel="preload" href="/{path}" as="fetch" crossorigin>' for path in ("_dash-layout", "_dash-dependencies"))
+        + "{%favicon%}")
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # Flask answers 413 past it
 
