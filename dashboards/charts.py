@@ -1,95 +1,121 @@
-"""The widgets' charts as plain HTML: bars are elements sized in CSS, drawn with the page in one layout pass.
+"""The widgets' charts as SVG images: each chart is one element of the page, drawn by the browser's image decoder.
 
 Plotly drew these three charts (a bar list, an age pyramid, stacked columns) until it cost 130 ms of the page's
-main thread on each load, while the map loads beside it (`make bench-dashboard`), and a 1 MB script. Each chart
-here is a few dozen elements: every bar carries its number in a tooltip and the chart one accessible summary,
-the legend names every series, and the widget's PNG button draws the same elements into an image (`brain.js`).
+main thread on each load while the map loads beside it, and a 1 MB script (`make bench-dashboard`). As HTML bars
+they were 40-60 Dash components each, another 70 ms of Dash's render. Here each is one `<img>` of SVG sized in
+percentages of its box, so it fills the widget at any width with text at its own size; the numbers are printed
+on it, its `alt` and tooltip say them all, and the widget's PNG button draws the same image (`brain.js`).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
+from xml.sax.saxutils import escape, quoteattr
 
 from dash import html
 
 #: A series: its name (in the page's language), colour and one value per category.
 Series = tuple[str, str, Sequence[float]]
 
+FONT = "'WenQuanYi Micro Hei', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
+ROW = 20  # px per bar row
+LEGEND = 20  # px of the legend line
+INK, MUTED, RULE = "#1d2733", "#4a5a6a", "#c9d3de"
+
 
 def _count(v: float) -> str:
     return f"{v:,.0f}"
 
 
-def _pct(v: float, top: float, room: float = 100.0) -> str:
-    return f"{room * v / top:.2f}%" if top > 0 else "0%"  # of the bar's lane
+def _text(x: str, y: float, s: str, anchor: str = "start", fill: str = INK, size: int = 11) -> str:
+    return (f'<text x="{x}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}" font-size="{size}" '
+            f'dominant-baseline="central">{escape(s)}</text>')
 
 
-def _legend(series: Sequence[Series]) -> html.Div:
-    return html.Div(className="chart-legend", children=[
-        html.Span([html.I(className="swatch", style={"background": color}), name], className="key")
-        for name, color, _ in series])
+def _rect(x: str, y: float, w: str, h: float, fill: str) -> str:
+    return f'<rect x="{x}" y="{y:.1f}" width="{w}" height="{h:.1f}" fill="{fill}"/>'
 
 
-def _chart(kind: str, summary: str, children: list) -> html.Div:
-    return html.Div(className=f"chart chart-{kind}", role="img", title=summary, **{"aria-label": summary},
-                    children=children)
+def _legend(series: Sequence[Series]) -> list[str]:
+    out, x = [], 0.0
+    for name, color, _ in series:  # keys one after another, each about as wide as its name
+        out.append(f'<rect x="{x:.0f}" y="5" width="10" height="10" rx="2" fill="{color}"/>')
+        out.append(_text(f"{x + 14:.0f}", 10, name))
+        x += 26 + 7 * sum(2 if ord(c) > 0x2e80 else 1 for c in name)
+    return out
+
+
+def _pct(v: float) -> str:
+    return f"{v:.3f}%"
+
+
+def _image(kind: str, summary: str, height: float, parts: list[str]) -> html.Img:
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" font-family={quoteattr(FONT)}>'
+           f"<title>{escape(summary)}</title>{''.join(parts)}</svg>")
+    return html.Img(src="data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode(), alt=summary,
+                    title=summary, className=f"chart chart-{kind}", style={"height": f"{height:.0f}px"},
+                    **{"data-chart": kind})
 
 
 def bars(categories: Sequence[str], values: Sequence[float], color: str, fmt: Callable[[float], str] = _count,
-         empty: str = "—") -> html.Div:
-    """Horizontal bars, one per category, longest first as given; each with its number after it."""
+         empty: str = "—") -> html.Img | html.P:
+    """Horizontal bars, one per category in the order given, each with its number after it."""
     if not categories:
         return html.P(empty, className="muted")
-    top = max(values, default=0)
-    rows = [html.Div(className="chart-row", children=[
-        html.Span(c, className="chart-label", title=c),
-        html.Span(className="lane", children=[
-            html.Span(className="bar", style={"width": _pct(v, top), "background": color}, title=f"{c}: {fmt(v)}")]),
-        html.Span(fmt(v), className="chart-value")]) for c, v in zip(categories, values)]
-    return _chart("bars", "; ".join(f"{c} {fmt(v)}" for c, v in zip(categories, values)), rows)
+    top = max(values, default=0) or 1
+    parts = []
+    for k, (c, v) in enumerate(zip(categories, values)):
+        y = k * ROW
+        parts.append(_text("0", y + ROW / 2, c))
+        parts.append(_rect("30%", y + 4, _pct(55 * v / top), ROW - 8, color))
+        parts.append(_text(_pct(31 + 55 * v / top), y + ROW / 2, fmt(v), fill=MUTED))
+    return _image("bars", "; ".join(f"{c} {fmt(v)}" for c, v in zip(categories, values)), len(categories) * ROW,
+                  parts)
 
 
 def pyramid(bands: Sequence[str], left: Series, right: Series, fmt: Callable[[float], str] = _count,
-            empty: str = "—") -> html.Div:
+            empty: str = "—") -> html.Img | html.P:
     """A population pyramid: the oldest band on top, the left series growing leftwards, the right rightwards,
-    on one scale."""
+    on one scale, each bar's number at the chart's edge."""
     if not bands:
         return html.P(empty, className="muted")
-    top = max(list(left[2]) + list(right[2]), default=0)
-    rows = []
-    for k in reversed(range(len(bands))):
-        b, lv, rv = bands[k], left[2][k], right[2][k]
-        rows.append(html.Div(className="pyr-row", children=[
-            html.Span(fmt(lv), className="chart-value rev"),
-            html.Span(className="lane rev", children=[
-                html.Span(className="bar", style={"width": _pct(lv, top), "background": left[1]},
-                          title=f"{b} {left[0]}: {fmt(lv)}")]),
-            html.Span(b, className="chart-label"),
-            html.Span(className="lane", children=[
-                html.Span(className="bar", style={"width": _pct(rv, top), "background": right[1]},
-                          title=f"{b} {right[0]}: {fmt(rv)}")]),
-            html.Span(fmt(rv), className="chart-value")]))
+    top = max(list(left[2]) + list(right[2]), default=0) or 1
+    parts = _legend([left, right])
+    for row, k in enumerate(reversed(range(len(bands)))):
+        y, lv, rv = LEGEND + row * ROW, left[2][k], right[2][k]
+        parts.append(_text("9%", y + ROW / 2, fmt(lv), anchor="end", fill=MUTED))
+        parts.append(_rect(_pct(46 - 36 * lv / top), y + 4, _pct(36 * lv / top), ROW - 8, left[1]))
+        parts.append(_text("50%", y + ROW / 2, bands[k], anchor="middle"))
+        parts.append(_rect("54%", y + 4, _pct(36 * rv / top), ROW - 8, right[1]))
+        parts.append(_text("91%", y + ROW / 2, fmt(rv), fill=MUTED))
     summary = "; ".join(f"{b} {left[0]} {fmt(lv)} {right[0]} {fmt(rv)}"
                         for b, lv, rv in zip(bands, left[2], right[2]))
-    return _chart("pyramid", summary, [_legend([left, right]), html.Div(rows, className="pyr")])
+    return _image("pyramid", summary, LEGEND + len(bands) * ROW, parts)
 
 
 def stacked(columns: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str] = _count,
-            empty: str = "—") -> html.Div:
-    """Stacked columns: one column per category (left to right as given), each series a segment, bottom up in
-    the order given; a column's height is its total on one scale."""
+            empty: str = "—", height: float = 170) -> html.Img | html.P:
+    """Stacked columns: one per category (left to right as given), each series a segment, bottom up in the order
+    given; a column's height is its total on one scale, printed over it."""
     if not columns:
         return html.P(empty, className="muted")
     totals = [sum(s[2][k] for s in series) for k in range(len(columns))]
-    top = max(totals, default=0)
-    cols = []
+    top = max(totals, default=0) or 1
+    base, room = height - 16, height - 16 - LEGEND - 14  # the axis, and the tallest column
+    slot = 100 / len(columns)
+    parts = _legend(series)
+    parts.append(f'<line x1="0" y1="{base}" x2="100%" y2="{base}" stroke="{RULE}"/>')
     for k, c in enumerate(columns):
-        segs = [html.Span(className="bar", style={"height": _pct(v, totals[k]), "background": color},
-                          title=f"{c} {name}: {fmt(v)}") for name, color, vals in series if (v := vals[k])]
-        cols.append(html.Div(className="col", children=[
-            html.Span(fmt(totals[k]), className="chart-value"),
-            html.Div(list(reversed(segs)), className="stack", style={"height": _pct(totals[k], top, 75)}),
-            html.Span(c, className="chart-label", title=c)]))
+        x, y = _pct(slot * (k + 0.15)), base
+        for _, color, vals in series:
+            h = room * vals[k] / top
+            if h > 0:
+                y -= h
+                parts.append(_rect(x, y, _pct(slot * 0.7), h, color))
+        mid = _pct(slot * (k + 0.5))
+        parts.append(_text(mid, y - 7, fmt(totals[k]), anchor="middle", fill=MUTED, size=10))
+        parts.append(_text(mid, base + 8, c, anchor="middle", size=10))
     summary = "; ".join(f"{c}: " + ", ".join(f"{name} {fmt(vals[k])}" for name, _, vals in series if vals[k])
                         for k, c in enumerate(columns))
-    return _chart("stacked", summary, [_legend(series), html.Div(cols, className="cols")])
+    return _image("stacked", summary, height, parts)

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -26,6 +27,7 @@ from playwright.sync_api import sync_playwright
 import brain
 from conftest import ROOT
 
+SVG = "{http://www.w3.org/2000/svg}"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
@@ -645,25 +647,25 @@ def test_a_protomaps_basemap_archive_is_served_by_range_and_drawn_under_our_laye
 def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server, served_db, one_backend):
     analyst = user(served_db, "district_analyst")
     context, page = open_app(chromium, server, analyst)
-    page.wait_for_selector("#w2 .chart-pyramid .bar")
+    page.wait_for_selector("#w2 img.chart-pyramid")
     with page.expect_download() as got:
         page.click("#w1 .wbtn >> text=CSV")
     text = open(got.value.path(), encoding="utf-8").read()
     assert text.startswith("\ufeff") and got.value.suggested_filename == "核心指标.csv"
     shown = panel_values(page)
     assert f"人口,{shown['population']}" in text.replace("\r", "")
-    # the age pyramid (HTML bars) shows its CSV's numbers, band by band, oldest on top
+    # the age pyramid (an SVG image) prints its CSV's numbers, band by band, oldest on top, bars on one scale
     with page.expect_download() as got:
         page.click("#w2 .wbtn >> text=CSV")
     table = list(csv.reader(io.StringIO(open(got.value.path(), encoding="utf-8-sig").read())))
     assert table[0] == ["年龄段", "男", "女"] and len(table) > 3
-    drawn = page.evaluate("""() => [...document.querySelectorAll('#w2 .pyr-row')].map(r =>
-        [...r.querySelectorAll('.chart-label, .chart-value')].map(e => e.textContent))""")
-    assert drawn == [[f"{int(m):,}", band, f"{int(w):,}"] for band, m, w in reversed(table[1:])]
-    widths = page.evaluate("[...document.querySelectorAll('#w2 .pyr-row .bar')].map(b => b.getBoundingClientRect().width)")
-    counts = [int(v) for _, m, w in reversed(table[1:]) for v in (m, w)]
-    scale = widths[counts.index(max(counts))] / max(counts)  # pixels per person, one scale for both sides
-    assert all(abs(w - n * scale) < 1.5 for w, n in zip(widths, counts)), list(zip(widths, counts))
+    svg = ET.fromstring(base64.b64decode(page.get_attribute("#w2 img.chart", "src").split(",", 1)[1]))
+    texts = [t.text for t in svg.iter(SVG + "text")]
+    rows = list(reversed(table[1:]))
+    assert texts == ["男", "女"] + [x for band, m, w in rows for x in (f"{int(m):,}", band, f"{int(w):,}")]
+    widths = [float(r.get("width").rstrip("%")) for r in svg.iter(SVG + "rect")][2:]  # after the legend's keys
+    counts = [int(v) for _, m, w in rows for v in (m, w)]
+    assert widths == pytest.approx([36 * n / max(counts) for n in counts], abs=0.01)
     for card, name, colours in (("#w1", "核心指标.png", []), ("#w2", "年龄结构.png", ["#1f77b4", "#e377c2"])):
         with page.expect_download() as got:  # numbers drawn as text; a chart as the page draws it
             page.click(f"{card} .wbtn >> text=PNG")

@@ -736,44 +736,29 @@
     a.click();
   }
 
-  // The chart's elements (dashboards/charts.py) into an image at twice their size: each bar and swatch a
-  // rectangle in its colour, each label and number its text in its font, where the page lays them out.
+  // The chart (an SVG image, dashboards/charts.py) at twice its size on the page, under the widget's name: the
+  // SVG is given the size it is shown at (its shapes are placed in percentages of it) and drawn as a vector.
   function chartPng(chart, name) {
-    var box = chart.getBoundingClientRect(), k = 2, head = 44;
-    var c = document.createElement('canvas'), g = c.getContext('2d');
-    c.width = Math.ceil(box.width * k) + 32;
-    c.height = Math.ceil(box.height * k) + head + 16;
-    g.fillStyle = '#fff';
-    g.fillRect(0, 0, c.width, c.height);
-    g.fillStyle = '#12324f';
-    g.font = 'bold 24px ' + brain.conf.font;
-    g.textBaseline = 'middle';
-    g.fillText(name, 16, head / 2);
-    var at = function (el) {
-      var r = el.getBoundingClientRect();
-      return {x: 16 + (r.left - box.left) * k, y: head + (r.top - box.top) * k, w: r.width * k, h: r.height * k};
+    var w = chart.clientWidth, h = chart.clientHeight, k = 2, head = 44;
+    var bytes = Uint8Array.from(atob(chart.src.split(',')[1]), function (ch) { return ch.charCodeAt(0); });
+    var svg = new TextDecoder().decode(bytes).replace('<svg ', '<svg width="' + w + '" height="' + h + '" ');
+    var url = URL.createObjectURL(new Blob([svg], {type: 'image/svg+xml'}));
+    var img = new Image();
+    img.onload = function () {
+      var c = document.createElement('canvas'), g = c.getContext('2d');
+      c.width = w * k + 32;
+      c.height = h * k + head + 16;
+      g.fillStyle = '#fff';
+      g.fillRect(0, 0, c.width, c.height);
+      g.fillStyle = '#12324f';
+      g.font = 'bold 24px ' + brain.conf.font;
+      g.textBaseline = 'middle';
+      g.fillText(name, 16, head / 2);
+      g.drawImage(img, 16, head, w * k, h * k);
+      URL.revokeObjectURL(url);
+      download(c, name);
     };
-    chart.querySelectorAll('.bar, .swatch').forEach(function (el) {
-      var r = at(el);
-      g.fillStyle = getComputedStyle(el).backgroundColor;
-      g.fillRect(r.x, r.y, r.w, r.h);
-    });
-    chart.querySelectorAll('.chart-label, .chart-value, .key').forEach(function (el) {
-      var r = at(el), st = getComputedStyle(el), text = el.textContent;
-      var pad = parseFloat(st.paddingLeft) * k;
-      g.save();
-      g.beginPath();
-      g.rect(r.x, r.y, r.w, r.h);
-      g.clip();
-      g.fillStyle = st.color;
-      g.font = (parseFloat(st.fontSize) * k) + 'px ' + brain.conf.font;
-      var w = g.measureText(text).width, x = r.x + pad;
-      if (st.textAlign === 'center') { x = r.x + (r.w - w) / 2; }
-      if (el.classList.contains('key')) { x = r.x + r.w - w; }  // after its swatch
-      g.fillText(text, x, r.y + r.h / 2);
-      g.restore();
-    });
-    download(c, name);
+    img.src = url;
   }
 
   brain.widgetPng = function (cbctx) {
@@ -783,7 +768,7 @@
     var card = document.getElementById(trig.i);
     if (!card) { return ''; }
     var name = card.querySelector('[data-name]').getAttribute('data-name');
-    var chart = card.querySelector('.chart');
+    var chart = card.querySelector('img.chart');
     if (chart) {
       chartPng(chart, name);
       return '';
