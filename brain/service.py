@@ -366,6 +366,17 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
             headers["Content-Encoding"] = "gzip"
         return Response(data, media_type=MVT, headers=headers)
 
+    @app.api_route("/outside/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"], response_class=Response,
+                   summary="A Mapbox Vector Tile of the world outside the user's unit (MVT layer `outside`), to dim it",
+                   responses={200: {"content": {MVT: {}}}})
+    def outside(request: Request, z: int, x: int, y: int, scope: Scope = Depends(scope_of)):
+        svc = _service(request)
+        t = svc.tiles.outside(scope, z, x, y)
+        _audit(request, layer="outside", target=f"{z}/{x}/{y}", features=t.features)
+        return Response(t.data, media_type=MVT, headers={"X-Features": str(t.features),
+                                                         "Cache-Control": "private, max-age=60",
+                                                         "Vary": "Authorization, Cookie"})
+
     @app.get("/archives", summary="The exported tile archives this user may read (README#exports)")
     def archive_list(request: Request, scope: Scope = Depends(scope_of)) -> list[dict]:
         svc = _service(request)

@@ -432,14 +432,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         return Start(units, visible, options, view, {"kind": "unit", "code": view["unit"]}, window, spec, legend)
 
     def map_conf(sc: Scope, lg: str, st: Start, voc: Vocabularies) -> dict:
-        """The map's configuration: the user's layers, labels, unit, mask and view, and the state it opens in (it is
+        """The map's configuration: the user's layers, labels, unit and view, and the state it opens in (it is
         drawn so from its first frame, and the stores' callbacks then find nothing to change)."""
         svc = service()
-        db = svc.db
         root = st.units[sc.user.unit_code]
-        own = queries.unit_tree(db, sc, level=sc.user.unit_level)["features"][0]
-        world = shapely.box(-180, -85, 180, 85)
-        mask = shapely.geometry.mapping(world.difference(shapely.geometry.shape(own["geometry"])))
         x0, y0, x1, y1 = root["bbox"]
         pad = max(x1 - x0, y1 - y0) * 0.6
         return {
@@ -450,7 +446,6 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
-            "mask": {"type": "Feature", "properties": {}, "geometry": mask},
             "view": st.view["map"], "basemap": basemap_url,
             "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,
             "ui": {k: t(k, lg) for k in ("draw_rect", "draw_poly", "draw_clear", "to3d", "to2d", "floors")}

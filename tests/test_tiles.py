@@ -187,6 +187,37 @@ def test_unit_names_come_once_per_unit_inside_it_at_their_levels_zooms(server, s
         assert set(codes) == want, (z, sorted(want - set(codes))[:5], sorted(set(codes) - want)[:5])
 
 
+@pytest.mark.parametrize("role", ["district_analyst", "community_staff"])
+def test_outside_is_the_tile_less_the_users_unit(server, served_db, truth, role):
+    """/outside/{z}/{x}/{y}.mvt (the map's dimming): in each tile around the user's unit, one polygon covering
+    the tile but the unit, nothing over the unit; an empty tile inside it. Bad addresses are refused."""
+    user = next(u for u in served_db[1].values() if u["role"] == role)
+    own = truth["units"][user["unit"]][1]
+    west, south = mercantile.lnglat(own.bounds[0], own.bounds[1])
+    east, north = mercantile.lnglat(own.bounds[2], own.bounds[3])
+    auth = {"Authorization": f"Bearer {user['token']}"}
+    kinds = set()
+    for z in (12, 14):
+        for t in mercantile.tiles(west - 0.01, south - 0.01, east + 0.01, north + 0.01, z):
+            r = httpx.get(f"{server.url}/outside/{z}/{t.x}/{t.y}.mvt", headers=auth)
+            assert r.status_code == 200, r.text
+            b = mercantile.xy_bounds(t)
+            tile = shapely.box(b.left, b.bottom, b.right, b.top)
+            got = shapely.union_all([g for name, g, _ in decode(r.content, z, t.x, t.y)
+                                     if name == "outside"] or [shapely.Polygon()]).intersection(tile)
+            want = tile.difference(own)
+            snap = 2 * (b.right - b.left) / EXTENT  # MVT snaps coordinates to a 4096 grid per tile
+            assert got.symmetric_difference(want).area <= snap * (want.length + tile.length), (z, t)
+            assert got.intersection(own.buffer(-snap)).area <= snap * own.length
+            kinds.add("inside" if want.is_empty else "outside" if want.equals(tile) else "edge")
+            assert int(r.headers["x-features"]) == (0 if want.area < snap * tile.length else 1)
+    assert {"edge", "outside"} <= kinds
+    for bad, status in (("12/99999/1", 400), ("30/1/1", 400), ("12/a/1", 422)):
+        r = httpx.get(f"{server.url}/outside/{bad}.mvt", headers=auth)
+        assert r.status_code == status and r.json()["detail"], (bad, r.text)
+    assert httpx.get(f"{server.url}/outside/12/3333/1780.mvt").status_code == 401
+
+
 def _lnglat(point_3857):
     lng, lat = mercantile.lnglat(point_3857.x, point_3857.y)
     return shapely.Point(lng, lat)

@@ -26,6 +26,7 @@ from brain.scope import Scope
 from brain.tiles.sql import BATCH_TILES, BUFFER, EXTENT, batch_query, tile_query
 
 MAX_ZOOM = 22
+OUTSIDE = "outside"  # the MVT layer of `TileSource.outside` (not a catalog layer: no table's rows)
 
 
 @dataclass
@@ -224,13 +225,8 @@ class TileSource:
         pad = (b.right - b.left) * BUFFER / EXTENT
         return self._where(scope, [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad]) == "inside"
 
-    def _where(self, scope: Scope, qenv: list[float]) -> str:
-        """Where the buffered tile lies against the scope's unit: 'inside', 'edge' or 'outside'.
-
-        Decided here with GEOS on the unit's polygon (fetched once per data version and prepared), the same
-        predicates ST_Contains/ST_Intersects would run in the database, where fetching a district's polygon for
-        every tile cost more than a tile of buildings itself.
-        """
+    def _unit(self, scope: Scope):
+        """The scope's unit polygon in EPSG:3857, prepared (fetched once per data version), or None."""
         code, version = scope.user.unit_code, self.data_version()
         hit = self._units.get(code)
         if hit is None or hit[0] != version:
@@ -239,11 +235,55 @@ class TileSource:
             if poly is not None:
                 shapely.prepare(poly)
             hit = self._units[code] = (version, poly)
-        poly = hit[1]
+        return hit[1]
+
+    def _where(self, scope: Scope, qenv: list[float]) -> str:
+        """Where the buffered tile lies against the scope's unit: 'inside', 'edge' or 'outside'.
+
+        Decided here with GEOS on the unit's polygon (fetched once per data version and prepared), the same
+        predicates ST_Contains/ST_Intersects would run in the database, where fetching a district's polygon for
+        every tile cost more than a tile of buildings itself.
+        """
+        poly = self._unit(scope)
         box = shapely.box(*qenv)
         if poly is None or not poly.intersects(box):
             return "outside"
         return "inside" if poly.contains(box) else "edge"
+
+    def outside(self, scope: Scope, z: int, x: int, y: int) -> Tile:
+        """The world outside the scope's unit in one tile (and its buffer): one polygon, MVT layer `outside`, for a
+        map to dim what the user does not govern; an empty tile inside the unit.
+
+        No row of any table: the tile's box less the unit's polygon (GEOS, as `_where`), encoded by the database
+        as every tile is. It depends only on the unit, so users of one unit share it in the cache.
+        """
+        check_tile(z, x, y)
+        key = (OUTSIDE, scope.user.unit_code, z, x, y, self.data_version())
+        if self._cache is not None:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        b = mercantile.xy_bounds(x, y, z)
+        pad = (b.right - b.left) * BUFFER / EXTENT
+        box = shapely.box(b.left - pad, b.bottom - pad, b.right + pad, b.top + pad)
+        poly = self._unit(scope)
+        rest = box if poly is None else box.difference(poly)
+        tile = Tile(b"", 0)
+        if not rest.is_empty:
+            if self.db.dialect == "postgis":
+                sql = ("SELECT ST_AsMVT(f, 'outside', {e}, 'g'), count(f.g) FROM (SELECT ST_AsMVTGeom("
+                       "ST_GeomFromWKB(?, 3857), ST_MakeEnvelope(?, ?, ?, ?, 3857)::box2d, {e}, {b}, true) AS g) f")
+            else:
+                sql = ("SELECT ST_AsMVT({{'geometry': f.g}}, 'outside', {e}, 'geometry'), count(*) FROM (SELECT "
+                       "ST_AsMVTGeom(ST_GeomFromWKB(?), ST_Extent(ST_MakeEnvelope(?, ?, ?, ?)), {e}, {b}, true) AS g) f "
+                       "WHERE f.g IS NOT NULL")
+            tile = _assemble(self.db.query(sql.format(e=EXTENT, b=BUFFER),
+                                           [shapely.to_wkb(rest), b.left, b.bottom, b.right, b.top]))
+        if self._cache is not None:
+            with self._lock:
+                self._cache[key] = tile
+        return tile
 
     def clear(self) -> None:
         """Drop every cached tile."""

@@ -241,7 +241,9 @@
       sources.basemap = {type: 'raster', tiles: [conf.basemap], tileSize: 256};
       layers.push({id: 'basemap', type: 'raster', source: 'basemap'});
     }
-    sources.mask = {type: 'geojson', data: conf.mask};
+    // the world outside the user's unit, dimmed: vector tiles asked for with the others as the map starts (a GeoJSON
+    // source is first loaded into the worker, and its tiles come in a second round after the map's first ones)
+    sources.mask = {type: 'vector', tiles: [origin + '/outside/{z}/{x}/{y}.mvt'], minzoom: 8, maxzoom: 18};
     var drawn = drawnData(state);
     brain.drawnShown = JSON.stringify(drawn.geometry || null);
     if (drawn.geometry) { sources.drawn = {type: 'geojson', data: drawn}; }  // the others come with their data
@@ -273,7 +275,8 @@
       return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 6, symbol: 9}[l.type];
     };
     var overlays = {
-      4.5: [{id: 'mask', type: 'fill', source: 'mask', paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35}}],
+      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',
+             paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35}}],
       5.5: [{id: 'selected-unit', type: 'line', source: sourceOf('units'), 'source-layer': 'units',
              filter: selectedFilter(state),
              paint: {'line-color': each('#ff8c00'), 'line-width': zoomed(each(3.5))}},
