@@ -85,9 +85,9 @@ def pyramid(bands: Sequence[str], left: Series, right: Series, fmt: Callable[[fl
     for row, k in enumerate(reversed(range(len(bands)))):
         y, lv, rv = LEGEND + row * ROW, left[2][k], right[2][k]
         parts.append(_text("9%", y + ROW / 2, fmt(lv), anchor="end", fill=MUTED))
-        parts.append(_rect(_pct(46 - 36 * lv / top), y + 4, _pct(36 * lv / top), ROW - 8, left[1]))
+        parts.append(_rect(_pct(44 - 34 * lv / top), y + 4, _pct(34 * lv / top), ROW - 8, left[1]))
         parts.append(_text("50%", y + ROW / 2, bands[k], anchor="middle"))
-        parts.append(_rect("54%", y + 4, _pct(36 * rv / top), ROW - 8, right[1]))
+        parts.append(_rect("56%", y + 4, _pct(34 * rv / top), ROW - 8, right[1]))
         parts.append(_text("91%", y + ROW / 2, fmt(rv), fill=MUTED))
     summary = "; ".join(f"{b} {left[0]} {fmt(lv)} {right[0]} {fmt(rv)}"
                         for b, lv, rv in zip(bands, left[2], right[2]))

@@ -665,7 +665,7 @@ def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server,
     assert texts == ["男", "女"] + [x for band, m, w in rows for x in (f"{int(m):,}", band, f"{int(w):,}")]
     widths = [float(r.get("width").rstrip("%")) for r in svg.iter(SVG + "rect")][2:]  # after the legend's keys
     counts = [int(v) for _, m, w in rows for v in (m, w)]
-    assert widths == pytest.approx([36 * n / max(counts) for n in counts], abs=0.01)
+    assert widths == pytest.approx([34 * n / max(counts) for n in counts], abs=0.01)
     for card, name, colours in (("#w1", "核心指标.png", []), ("#w2", "年龄结构.png", ["#1f77b4", "#e377c2"])):
         with page.expect_download() as got:  # numbers drawn as text; a chart as the page draws it
             page.click(f"{card} .wbtn >> text=PNG")
