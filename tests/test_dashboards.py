@@ -133,9 +133,12 @@ def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, 
     context, page = open_app(chromium, server, analyst)
     assert page.tiles and all(status == 200 for _, status, _ in page.tiles)
     assert sum(len(mapbox_vector_tile.decode(body)) for _, _, body in page.tiles if body) > 0
-    # the canvas paints: many pixels differ from the background, in many colours
+    # the canvas paints: many pixels differ from the map's ground (its box's colour, under a transparent canvas),
+    # in many colours
     painted = page.evaluate("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
-        o.width = c.width; o.height = c.height; const g = o.getContext('2d'); g.drawImage(c, 0, 0);
+        o.width = c.width; o.height = c.height; const g = o.getContext('2d');
+        g.fillStyle = getComputedStyle(document.getElementById('map')).backgroundColor;
+        g.fillRect(0, 0, o.width, o.height); g.drawImage(c, 0, 0);
         const d = g.getImageData(0, 0, o.width, o.height).data; let n = 0; const colours = new Set();
         for (let i = 0; i < d.length; i += 16) { const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
           colours.add(k); if (Math.abs(d[i] - 0xee) + Math.abs(d[i + 1] - 0xf1) + Math.abs(d[i + 2] - 0xf4) > 24) n++; }

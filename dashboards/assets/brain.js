@@ -168,9 +168,15 @@
         return;
       }
       if (st.kind === 'water') {  // reaches as polygons, 河涌 as lines, patrol routes dashed
-        out.push(Object.assign({id: id + '-fill', type: 'fill',
-                                filter: ['all', feat, ['==', ['geometry-type'], 'Polygon']],
-                                paint: {'fill-color': colorBy(st, '#9ccbf0'), 'fill-opacity': 0.9}}, base));
+        // a reach's edge is a line of its colour (the lines' program) instead of the fill's antialiased outline,
+        // a program of its own
+        var polygon = ['all', feat, ['==', ['geometry-type'], 'Polygon']];
+        out.push(Object.assign({id: id + '-fill', type: 'fill', filter: polygon,
+                                paint: {'fill-color': colorBy(st, '#9ccbf0'), 'fill-opacity': 0.9,
+                                        'fill-antialias': false}}, base));
+        out.push(Object.assign({id: id + '-edge', type: 'line', filter: polygon,
+                                paint: {'line-color': colorBy(st, '#9ccbf0'), 'line-opacity': 0.9,
+                                        'line-width': zoomed(each(1))}}, base));
         out.push(Object.assign({id: id + '-line', type: 'line',
                                 filter: ['all', feat, ['==', ['geometry-type'], 'LineString'],
                                          ['!=', ['get', 'kind'], 'patrol_route']],
@@ -230,7 +236,8 @@
 
   function buildStyle(conf, state) {
     var origin = window.location.origin, sources = {}, layers = [];
-    layers.push({id: 'background', type: 'background', paint: {'background-color': '#eef1f4'}});
+    // no background layer: the map's box has the colour (brain.css), under a canvas cleared to transparent; a
+    // background layer is a program to compile and a pass over the whole canvas in every frame under SwiftShader
     if (conf.protomaps) {  // a Protomaps basemap archive the bureau extracted for its area, read by range requests
       sources.protomaps = {type: 'vector', url: 'pmtiles://' + origin + conf.protomaps};
       basemaps.layers('protomaps', basemaps.namedFlavor('light'), {lang: conf.lang}).forEach(function (l) {
@@ -275,8 +282,8 @@
       return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 6, symbol: 9}[l.type];
     };
     var overlays = {
-      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',
-             paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35}}],
+      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',  // its edge: under the unit's
+             paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35, 'fill-antialias': false}}],
       5.5: [{id: 'selected-unit', type: 'line', source: sourceOf('units'), 'source-layer': 'units',
              filter: selectedFilter(state),
              paint: {'line-color': each('#ff8c00'), 'line-width': zoomed(each(3.5))}},
