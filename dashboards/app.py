@@ -253,7 +253,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 max_request_bytes: int = 4_000_000) -> dash.Dash:
     """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
     app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
-                    # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are HTML
+                    # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are SVG images
                     assets_path_ignore=["vendor"])
     # The page's layout and callbacks are asked for as the page is parsed, not once Dash's scripts have run: the
     # renderer's own requests then find them on their way (the server builds the layout while the scripts load)
