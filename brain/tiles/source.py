@@ -23,7 +23,7 @@ from brain.layers.reader import part_disclosure
 from brain.metrics import INDICATORS, Clock
 from brain.schema import data_version
 from brain.scope import Scope
-from brain.tiles.sql import BATCH_TILES, BUFFER, EXTENT, batch_query, tile_query
+from brain.tiles.sql import BATCH_TILES, BUFFER, EXTENT, batch_query, outside_query, tile_query
 
 MAX_ZOOM = 22
 OUTSIDE = "outside"  # the MVT layer of `TileSource.outside` (not a catalog layer: no table's rows)
@@ -51,6 +51,13 @@ def check_tile(z: int, x: int, y: int) -> None:
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
         raise BadRequest(f"tile {z}/{x}/{y} does not exist: at zoom {z}, x and y run from 0 to {n - 1}")
+
+
+def envelopes(z: int, x: int, y: int) -> tuple[list[float], list[float]]:
+    """A tile's envelope and its envelope with the buffer, in EPSG:3857 (xmin, ymin, xmax, ymax)."""
+    b = mercantile.xy_bounds(x, y, z)
+    pad = (b.right - b.left) * BUFFER / EXTENT
+    return [b.left, b.bottom, b.right, b.top], [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad]
 
 
 def _uses_clock(layer: Layer) -> bool:
@@ -116,14 +123,25 @@ class TileSource:
         return (layer.id, scope.key, z, x, y, self.data_version(),
                 clock.as_of.replace(second=0) if _uses_clock(layer) else None)
 
+    def _get(self, key: tuple) -> Tile | None:
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.get(key)
+
+    def _put(self, key: tuple, tile: Tile) -> Tile:
+        if self._cache is not None:
+            with self._lock:
+                self._cache[key] = tile
+        return tile
+
     def cached(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile | None:
         """The tile from the cache, or None (after the same checks as `tile`)."""
         check_tile(z, x, y)
         layer = self.layer(layer_id, scope)
-        if self._cache is None or not layer.minzoom <= z <= layer.maxzoom:
+        if not layer.minzoom <= z <= layer.maxzoom:
             return None
-        with self._lock:
-            return self._cache.get(self._key(layer, scope, z, x, y, clock))
+        return self._get(self._key(layer, scope, z, x, y, clock))
 
     def tile(self, layer_id: str, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
         """One tile of one layer as this scope may see it (from the cache when there)."""
@@ -144,9 +162,8 @@ class TileSource:
         return self._keep(layer, scope, z, x, y, clock, _assemble(rows))
 
     def _keep(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock, tile: Tile) -> Tile:
-        if self._cache is not None and layer.minzoom <= z <= layer.maxzoom:
-            with self._lock:
-                self._cache[self._key(layer, scope, z, x, y, clock)] = tile
+        if layer.minzoom <= z <= layer.maxzoom:
+            self._put(self._key(layer, scope, z, x, y, clock), tile)
         return tile
 
     def render(self, layer: Layer, scope: Scope, z: int, x: int, y: int, clock: Clock) -> Tile:
@@ -165,11 +182,10 @@ class TileSource:
         """(SQL, parameters) of one part of a tile, or None when the scope gets nothing of it there."""
         if not layer.minzoom <= z <= layer.maxzoom:
             return None
-        b = mercantile.xy_bounds(x, y, z)
-        pad = (b.right - b.left) * BUFFER / EXTENT
+        env, qenv = envelopes(z, x, y)
         values = {
-            "env": [b.left, b.bottom, b.right, b.top],
-            "qenv": [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad],
+            "env": env,
+            "qenv": qenv,
             "unit": [scope.user.unit_code],
             "clock": [clock.as_of, clock.respond_s, clock.close_s],
             "z": [z],
@@ -201,10 +217,8 @@ class TileSource:
         q = batch_query(part, part.visible_fields(scope), scope.user.unit_level)
         rows = []
         for t in tiles:
-            b = mercantile.xy_bounds(t.x, t.y, z)
-            pad = (b.right - b.left) * BUFFER / EXTENT
-            rows.append((t.x, t.y, b.left, b.bottom, b.right, b.top, b.left - pad, b.bottom - pad, b.right + pad,
-                         b.top + pad))
+            env, qenv = envelopes(z, t.x, t.y)
+            rows.append((t.x, t.y, *env, *qenv))
         if not rows:
             return {}
         frame = pd.DataFrame(rows, columns=list(BATCH_TILES))
@@ -221,9 +235,7 @@ class TileSource:
         """Whether `batch` builds this tile of the part as `render` would (not one cut along the scope's edge)."""
         if not part.clip:
             return True
-        b = mercantile.xy_bounds(x, y, z)
-        pad = (b.right - b.left) * BUFFER / EXTENT
-        return self._where(scope, [b.left - pad, b.bottom - pad, b.right + pad, b.top + pad]) == "inside"
+        return self._where(scope, envelopes(z, x, y)[1]) == "inside"
 
     def _unit(self, scope: Scope):
         """The scope's unit polygon in EPSG:3857, prepared (fetched once per data version), or None."""
@@ -255,35 +267,20 @@ class TileSource:
         map to dim what the user does not govern; an empty tile inside the unit.
 
         No row of any table: the tile's box less the unit's polygon (GEOS, as `_where`), encoded by the database
-        as every tile is. It depends only on the unit, so users of one unit share it in the cache.
+        as every tile is (`brain.tiles.sql.outside_query`). It depends only on the unit, so users of one unit share it in the cache.
         """
         check_tile(z, x, y)
         key = (OUTSIDE, scope.user.unit_code, z, x, y, self.data_version())
-        if self._cache is not None:
-            with self._lock:
-                hit = self._cache.get(key)
-            if hit is not None:
-                return hit
-        b = mercantile.xy_bounds(x, y, z)
-        pad = (b.right - b.left) * BUFFER / EXTENT
-        box = shapely.box(b.left - pad, b.bottom - pad, b.right + pad, b.top + pad)
-        poly = self._unit(scope)
+        hit = self._get(key)
+        if hit is not None:
+            return hit
+        env, qenv = envelopes(z, x, y)
+        poly, box = self._unit(scope), shapely.box(*qenv)
         rest = box if poly is None else box.difference(poly)
         tile = Tile(b"", 0)
         if not rest.is_empty:
-            if self.db.dialect == "postgis":
-                sql = ("SELECT ST_AsMVT(f, 'outside', {e}, 'g'), count(f.g) FROM (SELECT ST_AsMVTGeom("
-                       "ST_GeomFromWKB(?, 3857), ST_MakeEnvelope(?, ?, ?, ?, 3857)::box2d, {e}, {b}, true) AS g) f")
-            else:
-                sql = ("SELECT ST_AsMVT({{'geometry': f.g}}, 'outside', {e}, 'geometry'), count(*) FROM (SELECT "
-                       "ST_AsMVTGeom(ST_GeomFromWKB(?), ST_Extent(ST_MakeEnvelope(?, ?, ?, ?)), {e}, {b}, true) AS g) f "
-                       "WHERE f.g IS NOT NULL")
-            tile = _assemble(self.db.query(sql.format(e=EXTENT, b=BUFFER),
-                                           [shapely.to_wkb(rest), b.left, b.bottom, b.right, b.top]))
-        if self._cache is not None:
-            with self._lock:
-                self._cache[key] = tile
-        return tile
+            tile = _assemble(self.db.query(outside_query(self.db.dialect), [shapely.to_wkb(rest), *env]))
+        return self._put(key, tile)
 
     def clear(self) -> None:
         """Drop every cached tile."""

@@ -92,6 +92,20 @@ def tile_query(part: Part, mode: str, fields: tuple[str, ...], level: str, clip:
     return TileQuery(sql, tuple(Q if n == "pre" else n for n in sel.params) + (E,))
 
 
+@lru_cache(maxsize=None)
+def outside_query(dialect: str = "duckdb") -> str:
+    """SQL returning (mvt bytes, feature count) of one polygon given as WKB (EPSG:3857) in a tile whose envelope
+    follows it (xmin, ymin, xmax, ymax): MVT layer `outside` (`TileSource.outside`)."""
+    if dialect == "postgis":
+        return (f"SELECT ST_AsMVT(f, 'outside', {EXTENT}, 'g'), count(f.g) FROM (SELECT ST_AsMVTGeom("
+                f"ST_GeomFromWKB(?, 3857), ST_MakeEnvelope(?, ?, ?, ?, 3857)::box2d, {EXTENT}, {BUFFER}, true) AS g) f")
+    if dialect != "duckdb":
+        raise NotImplementedError(f"no tile SQL for dialect {dialect!r}")
+    return (f"SELECT ST_AsMVT({{'geometry': f.g}}, 'outside', {EXTENT}, 'geometry'), count(*) FROM (SELECT "
+            f"ST_AsMVTGeom(ST_GeomFromWKB(?), ST_Extent(ST_MakeEnvelope(?, ?, ?, ?)), {EXTENT}, {BUFFER}, true) AS g) f "
+            f"WHERE f.g IS NOT NULL")
+
+
 #: The tiles a batch builds: one row per tile, its envelope and buffered envelope in EPSG:3857.
 BATCH_TILES = ("x", "y", "xmin", "ymin", "xmax", "ymax", "qxmin", "qymin", "qxmax", "qymax")
 

@@ -282,7 +282,8 @@
       return {fill: 2, 'fill-extrusion': 3, line: 4, heatmap: 4, circle: 6, symbol: 9}[l.type];
     };
     var overlays = {
-      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',  // its edge: under the unit's
+      // the dimming has no antialiased edge: the unit's own outline is drawn on it
+      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',
              paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35, 'fill-antialias': false}}],
       5.5: [{id: 'selected-unit', type: 'line', source: sourceOf('units'), 'source-layer': 'units',
              filter: selectedFilter(state),
@@ -396,9 +397,9 @@
       }
     });
     if (!same(map.getFilter('selected-unit'), selectedFilter(s))) { map.setFilter('selected-unit', selectedFilter(s)); }
-    var drawn = drawnData(s);
-    if (JSON.stringify(drawn.geometry || null) !== brain.drawnShown) {  // each setData re-tiles it in the worker
-      brain.drawnShown = JSON.stringify(drawn.geometry || null);
+    var drawn = drawnData(s), shape = JSON.stringify(drawn.geometry || null);
+    if (shape !== brain.drawnShown) {  // each setData re-tiles it in the worker
+      brain.drawnShown = shape;
       overlay('drawn', drawn);
     }
     writeUrl();
