@@ -60,6 +60,14 @@ def paint(page, url: str) -> tuple[float, int, dict]:
         return [c.clientWidth, c.clientHeight, m.clientWidth, m.clientHeight]; }""")
     if size[:2] != size[2:] or min(size) < 200:
         raise SystemExit(f"the map's canvas is {size[0]}x{size[1]} in a #map of {size[2]}x{size[3]}: not the page")
+    # ... and it is drawn: a map whose frames were lost would be "complete" and fast, and show nothing
+    shown = page.evaluate("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
+        o.width = 256; o.height = 256; const g = o.getContext('2d'); g.drawImage(c, 0, 0, 256, 256);
+        const d = g.getImageData(0, 0, 256, 256).data; let n = 0;
+        for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) n++; }
+        return n / (256 * 256); }""")
+    if shown < 0.2:
+        raise SystemExit(f"the map's canvas shows {shown:.0%} painted pixels at its complete paint: nothing drawn")
     marks = page.evaluate("""() => { const m = brain.marks, tiles = Object.keys(m).filter(k => k.startsWith('tile:')
         && !['tile:mask', 'tile:drawn', 'tile:sketch', 'tile:selected'].includes(k));
         return {made: m.created, loaded: m.loaded, tiles: Math.max(...tiles.map(k => m[k])), idle: m.idle}; }""")

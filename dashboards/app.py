@@ -8,10 +8,12 @@ lives here; the map's vector tiles come from the service's /tiles endpoint with 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -48,6 +50,8 @@ MAX_WIDGETS = 40  # widgets on one saved page
 EVENTS_PAGE = 25  # events per page of the events list
 PRESETS = ("today", "7d", "month", "all")  # the time filter's presets; "d<N>" is the slider's last N days
 #: Labels are drawn by MapLibre with this local font (installed by `make setup`): no glyph server.
+VENDOR = Path(__file__).parent / "assets" / "vendor"  # MapLibre and the basemap readers, loaded by brain.js
+VENDOR_FILES = ("maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "protomaps-basemaps.js")
 MAP_FONT_NAME = "WenQuanYi Micro Hei"
 MAP_FONT = f"'{MAP_FONT_NAME}', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
 #: A theme's classes, light to dark (ColorBrewer YlOrRd, 5 classes).
@@ -249,6 +253,10 @@ class Start:
     theme_legend: Any
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                 max_request_bytes: int = 4_000_000) -> dash.Dash:
     """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
@@ -257,10 +265,25 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                     assets_path_ignore=["vendor"])
     # The page's layout and callbacks are asked for as the page is parsed, not once Dash's scripts have run: the
     # renderer's own requests then find them on their way (the server builds the layout while the scripts load)
+    # The vendored readers are asked for at addresses carrying their content's hash, and MapLibre as the page is
+    # parsed: a browser that has them loads the page without asking the server again (see `fingerprinted`)
+    vendor = {name: f"/assets/vendor/{name}?m={_digest(VENDOR / name)}" for name in VENDOR_FILES}
     app.index_string = app.index_string.replace("{%favicon%}", "".join(
         f'<link rel="preload" href="/{path}" as="fetch" crossorigin>' for path in ("_dash-layout", "_dash-dependencies"))
+        + f'<link rel="stylesheet" href="{vendor["maplibre-gl.css"]}">'
+        + f'<link rel="preload" href="{vendor["maplibre-gl.js"]}" as="script">'
+        + f'<script id="brain-vendor" type="application/json">{json.dumps(vendor)}</script>'
         + "{%favicon%}")
     server = app.server
+
+    @server.after_request
+    def fingerprinted(resp: flask.Response) -> flask.Response:
+        # Dash addresses brain.js and brain.css by modification time (?m=), and the vendored files carry their
+        # hash: an address names one content, so the browser may keep it (Flask's default makes every page load
+        # ask again for each, behind the page's own layout request). Dash's own bundles are kept so already.
+        if flask.request.path.startswith("/assets/") and flask.request.args.get("m") and resp.status_code in (200, 304):
+            resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return resp
     server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # Flask answers 413 past it
 
     @server.errorhandler(BrainError)

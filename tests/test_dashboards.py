@@ -128,14 +128,10 @@ def panel_values(page) -> dict:
             for el in page.query_selector_all("#panel [data-indicator]")}
 
 
-def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, server, served_db):
-    analyst = user(served_db, "district_analyst")
-    context, page = open_app(chromium, server, analyst)
-    assert page.tiles and all(status == 200 for _, status, _ in page.tiles)
-    assert sum(len(mapbox_vector_tile.decode(body)) for _, _, body in page.tiles if body) > 0
-    # the canvas paints: many pixels differ from the map's ground (its box's colour, under a transparent canvas),
-    # in many colours
-    painted = page.evaluate("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
+def paint_of(page) -> dict:
+    """What the map's canvas shows over its box's colour (the map's ground): the share of pixels (every 4th) that
+    differ from the ground, and how many colours there are."""
+    return page.evaluate("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
         o.width = c.width; o.height = c.height; const g = o.getContext('2d');
         g.fillStyle = getComputedStyle(document.getElementById('map')).backgroundColor;
         g.fillRect(0, 0, o.width, o.height); g.drawImage(c, 0, 0);
@@ -143,6 +139,16 @@ def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, 
         for (let i = 0; i < d.length; i += 16) { const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
           colours.add(k); if (Math.abs(d[i] - 0xee) + Math.abs(d[i + 1] - 0xf1) + Math.abs(d[i + 2] - 0xf4) > 24) n++; }
         return {share: n / (d.length / 16), colours: colours.size}; }""")
+
+
+def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, server, served_db):
+    analyst = user(served_db, "district_analyst")
+    context, page = open_app(chromium, server, analyst)
+    assert page.tiles and all(status == 200 for _, status, _ in page.tiles)
+    assert sum(len(mapbox_vector_tile.decode(body)) for _, _, body in page.tiles if body) > 0
+    # the canvas paints: many pixels differ from the map's ground (its box's colour, under a transparent canvas),
+    # in many colours
+    painted = paint_of(page)
     assert painted["share"] > 0.2 and painted["colours"] > 20, painted
     assert not page.errors, page.errors[:3]
     # the basemap from the district's own data: roads and water drawn, their names along them
@@ -570,6 +576,45 @@ def test_the_chinese_page_shows_no_code_and_fits_three_screens(chromium, server,
             for sel in ("#map", "#panel", "#dock [data-widget]"):
                 box = page.locator(sel).first.bounding_box()
                 assert box and box["y"] + 20 < h and box["x"] + 20 < w, sel
+        done(context)
+
+
+def test_the_first_view_is_painted_once_complete_and_a_late_source_does_not_leave_it_empty(chromium, server,
+                                                                                            served_db, one_backend):
+    """The map is not drawn piece by piece as its tiles come (under SwiftShader each partial frame costs a whole one,
+    bench/dashboard.py): its first paint waits for every tile of the view, for at most brain.firstPaintWithin ms."""
+    analyst = user(served_db, "district_analyst")
+
+    def devices(page):  # the devices' style layers (per grid at the opening zoom)
+        return page.evaluate("brain.map.getStyle().layers.filter(l => l.source === 'devices').map(l => l.id)")
+
+    for within in (60_000, 1_500):
+        context = chromium.new_context(viewport={"width": 1920, "height": 1080})
+        context.add_init_script(f"window.brain = {{firstPaintWithin: {within}}};")
+        page = context.new_page()
+        held = []  # the devices' tiles are held back; every other source answers
+        page.route("**/tiles/devices/**", lambda route: held.append(route))
+        page.goto(f"{server.url}/?token={analyst['token']}")
+        page.wait_for_function("""window.brain && brain.map &&
+            brain.map.getSource('base') && brain.map.isSourceLoaded('base') && brain.map.isSourceLoaded('mask')""",
+                               timeout=30000)
+        assert held and not page.evaluate("brain.map.isSourceLoaded('devices')")
+        if within == 60_000:
+            page.wait_for_timeout(500)
+            # the other sources' tiles came (each asks the map for a frame), and nothing is drawn yet
+            assert page.evaluate("brain.tilesLoaded") >= 8
+            assert paint_of(page)["share"] == 0
+            for route in held:
+                route.continue_()
+            page.unroute("**/tiles/devices/**")
+            wait_idle(page)
+            assert paint_of(page)["share"] > 0.2 and rendered(page, devices(page))
+        else:  # the devices never answer: the map is drawn anyway once its time is up, without them
+            page.wait_for_function("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
+                o.width = 64; o.height = 64; const g = o.getContext('2d'); g.drawImage(c, 0, 0, 64, 64);
+                return g.getImageData(0, 0, 64, 64).data.some((v, i) => i % 4 === 3 && v > 0); }""", timeout=15000)
+            assert paint_of(page)["share"] > 0.2
+            assert not page.evaluate("brain.idle()") and not rendered(page, devices(page))
         done(context)
 
 

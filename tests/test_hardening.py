@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -397,6 +400,36 @@ def _callback(c: httpx.Client, prefix: str, inputs: list, state: list, changed: 
                and (first is None or d["inputs"][0]["id"] == first))
     return c.post("/_dash-update-component", json={"output": dep["output"], "outputs": _outputs(dep["output"]),
                                                    "inputs": inputs, "state": state, "changedPropIds": [changed]})
+
+
+def test_the_pages_scripts_are_kept_by_the_browser_and_named_by_their_content(server, backend):
+    """A warm page load asks the server for no script or stylesheet again (issue 14's warm paint): each asset the
+    page names carries its content's version (Dash's ?m= for brain.js and brain.css, a hash for the vendored
+    MapLibre and basemap readers), and only such an address is kept for a year."""
+    if backend == "postgis":
+        pytest.skip("the page's assets do not depend on the backend: runs on DuckDB")
+    page = httpx.get(f"{server.url}/").text
+    vendor = json.loads(re.search(r'<script id="brain-vendor" type="application/json">(.*?)</script>', page).group(1))
+    vendored = Path(__file__).parent.parent / "dashboards" / "assets" / "vendor"
+    assert set(vendor) == {"maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "protomaps-basemaps.js"}
+    for name, url in vendor.items():
+        assert url == f"/assets/vendor/{name}?m={hashlib.sha256((vendored / name).read_bytes()).hexdigest()[:12]}"
+    # MapLibre is fetched as the page is parsed, and its stylesheet is in the head
+    assert f'<link rel="preload" href="{vendor["maplibre-gl.js"]}" as="script">' in page
+    assert f'<link rel="stylesheet" href="{vendor["maplibre-gl.css"]}">' in page
+    named = set(re.findall(r'(?:src|href)="(/assets/[^"]+)"', page)) | set(vendor.values())
+    assert {"brain.js", "brain.css"} <= {urlsplit(u).path.rsplit("/", 1)[1] for u in named}, named
+    for url in named:
+        r = httpx.get(f"{server.url}{url}")
+        assert r.status_code == 200 and r.content, url
+        assert "?m=" in url and r.headers["cache-control"] == "public, max-age=31536000, immutable", (url, r.headers)
+        # a revalidation (a browser told to reload) is answered the same way
+        again = httpx.get(f"{server.url}{url}", headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and "immutable" in again.headers["cache-control"]
+    # an address without its version is asked for again each time
+    for url in ("/assets/brain.js", "/assets/vendor/maplibre-gl.js"):
+        r = httpx.get(f"{server.url}{url}")
+        assert r.status_code == 200 and "immutable" not in r.headers["cache-control"], r.headers
 
 
 def test_a_link_opens_on_its_time_window_and_the_page_asks_the_server_for_no_unit_list(server, served_db):

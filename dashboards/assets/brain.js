@@ -7,17 +7,20 @@
   brain.map = null;
   brain.state = {layers: [], current: null, theme: null, time: null, mode: '2d', heat: false, view: null};
   brain.tilesLoaded = 0;
+  brain.firstPaintWithin = brain.firstPaintWithin || 2000;  // ms the first paint waits for the view's tiles
 
   // -- start: the map is created when Dash has rendered #map and handed us the page's configuration --------
+  // The vendored files' addresses carry their content's hash (the page lists them, and preloads MapLibre and
+  // its stylesheet): the browser keeps them from one page load to the next
+  function vendor(f) {
+    var el = document.getElementById('brain-vendor');
+    return (el && JSON.parse(el.textContent)[f]) || '/assets/vendor/' + f;
+  }
   function loadVendor() {
     if (window.maplibregl || document.getElementById('maplibre-js')) { return; }
-    var css = document.createElement('link');
-    css.rel = 'stylesheet';
-    css.href = '/assets/vendor/maplibre-gl.css';
-    document.head.appendChild(css);
     var s = document.createElement('script');
     s.id = 'maplibre-js';
-    s.src = '/assets/vendor/maplibre-gl.js';
+    s.src = vendor('maplibre-gl.js');
     s.onload = function () {
       // start the tile workers while Dash is still fetching the page's layout
       if (maplibregl.prewarm) { maplibregl.prewarm(); }
@@ -36,7 +39,7 @@
       ['pmtiles.js', 'protomaps-basemaps.js'].forEach(function (f) {
         if (document.querySelector('script[data-brain="' + f + '"]')) { return; }
         var s = document.createElement('script');
-        s.src = '/assets/vendor/' + f;
+        s.src = vendor(f);
         s.setAttribute('data-brain', f);
         s.onload = function () { brain.configure(brain.conf); };
         document.head.appendChild(s);
@@ -65,6 +68,7 @@
       canvasContextAttributes: {preserveDrawingBuffer: true}  // so that the map prints and screenshots
     });
     brain.map = map;
+    holdFirstPaint(map, brain.firstPaintWithin);
     brain.firstBounds = v.center ? null : box((brain.state.view && brain.state.view.bbox) || conf.root.bbox);
     brain.marks = {created: performance.now()};  // for the benchmark: when the map was made, loaded, idle
     map.once('load', function () { brain.marks.loaded = performance.now(); });
@@ -102,6 +106,32 @@
     });
     return '';
   };
+
+  // The opening view is drawn once, complete. MapLibre draws a frame each time a tile arrives; without a GPU
+  // (SwiftShader, a virtual desktop) each partial frame costs about as much as a whole one, and takes the processor
+  // from the worker still parsing the rest (interleaved runs of bench/dashboard.py: 40-50 ms sooner with this).
+  // MapLibre has no option for it, so its painter is held after the map's first (empty) frame until the style and
+  // every tile of the view are in, or until `ms` have passed (a slow source does not leave the map empty); then
+  // MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24 sets up its drawing there, and a map
+  // held from its first frame stayed blank (tests/test_dashboards.py checks the canvas after each paint).
+  function holdFirstPaint(map, ms) {
+    var painter = map.painter, render = painter && painter.render;
+    if (typeof render !== 'function') { return; }  // another MapLibre: it draws as the tiles come
+    var until = performance.now() + ms, first = true;
+    painter.render = function () {
+      if (first) {
+        first = false;
+        return render.apply(painter, arguments);
+      }
+      // called by the map's render after its sources are updated for this frame: the view's tiles are known
+      if (map.style && map.style.loaded() || performance.now() >= until) {
+        painter.render = render;
+        return render.apply(painter, arguments);
+      }
+      return undefined;
+    };
+    setTimeout(function () { map.triggerRepaint(); }, ms);  // draws then, even if no tile arrives to trigger it
+  }
 
   // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
   var OVERLAY_LAYERS = {drawn: ['drawn-fill', 'drawn-line'], sketch: ['sketch-line'],
@@ -331,7 +361,9 @@
       if (want.filter) { l.filter = want.filter; }
       if (want.color) { l.paint = Object.assign({}, l.paint, {'fill-color': want.color}); }
     });
-    return {version: 8, sources: sources, layers: layers};
+    // no paint transitions: a change is drawn at once, in one frame (each frame of a fade costs a whole frame under
+    // SwiftShader, and the opening view waited for one more after its first complete paint)
+    return {version: 8, sources: sources, layers: layers, transition: {duration: 0, delay: 0}};
   }
 
   function order(id) { var k = POINT_ORDER.indexOf(id); return k < 0 ? -1 : k; }
