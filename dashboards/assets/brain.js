@@ -109,24 +109,31 @@
 
   // The opening view is drawn once, complete. MapLibre draws a frame each time a tile arrives; without a GPU
   // (SwiftShader, a virtual desktop) each partial frame costs about as much as a whole one, and takes the processor
-  // from the worker still parsing the rest (interleaved runs of bench/dashboard.py: 40-50 ms sooner with this).
+  // from the worker still parsing the rest (interleaved runs of bench/dashboard.py: 0.1-0.2 s sooner with this).
   // MapLibre has no option for it, so its painter is held after the map's first (empty) frame until the style and
   // every tile of the view are in, or until `ms` have passed (a slow source does not leave the map empty); then
   // MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24 sets up its drawing there, and a map
   // held from its first frame stayed blank (tests/test_dashboards.py checks the canvas after each paint).
   function holdFirstPaint(map, ms) {
     var painter = map.painter, render = painter && painter.render;
-    if (typeof render !== 'function') { return; }  // another MapLibre: it draws as the tiles come
+    if (typeof render !== 'function') {  // another MapLibre: it draws as the tiles come
+      brain.painted = true;
+      return;
+    }
     var until = performance.now() + ms, first = true;
     painter.render = function () {
       if (first) {
         first = false;
         return render.apply(painter, arguments);
       }
-      // called by the map's render after its sources are updated for this frame: the view's tiles are known
-      if (map.style && map.style.loaded() || performance.now() >= until) {
+      // called by the map's render after its sources and labels are updated for this frame. In the frame the
+      // last tiles arrive, MapLibre places their labels, marks that placement stale and draws again in the next
+      // frame (`_placementDirty`): the first paint is that next frame's, so the view is drawn once, not twice
+      if (map.style && map.style.loaded() && !map._placementDirty || performance.now() >= until) {
         painter.render = render;
-        return render.apply(painter, arguments);
+        render.apply(painter, arguments);
+        brain.painted = true;
+        return undefined;
       }
       return undefined;
     };
@@ -522,7 +529,7 @@
   // Whether the map has drawn every tile of its current view (tests and the benchmark wait on it).
   brain.idle = function () {
     var m = brain.map;
-    return !!(m && brain.ready && m.loaded() && m.areTilesLoaded() && !m.isMoving());
+    return !!(m && brain.ready && brain.painted && m.loaded() && m.areTilesLoaded() && !m.isMoving());
   };
 
   // -- clicks and hover: the rendered feature under the mouse, top layer first ---------------------------------
