@@ -30,7 +30,7 @@ from brain.auth import SignInPolicy, create_session, end_session, sign_in
 from brain.errors import BadRequest, BrainError, Forbidden, NotFound, Throttled, TooLarge, http_status
 from brain.layers.catalog import CATALOG, STATUS_COLORS
 from brain.layers.reader import grid_values
-from brain.metrics import INDICATORS, Area, indicators, ranking, resources, unit_area
+from brain.metrics import INDICATORS, Area, ranking, resources, unit_area
 from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
 from brain.vocabulary import Vocabularies, stored
@@ -278,10 +278,13 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
 
     @server.after_request
     def fingerprinted(resp: flask.Response) -> flask.Response:
-        # Dash addresses brain.js and brain.css by modification time (?m=), and the vendored files carry their
-        # hash: an address names one content, so the browser may keep it (Flask's default makes every page load
-        # ask again for each, behind the page's own layout request). Dash's own bundles are kept so already.
-        if flask.request.path.startswith("/assets/") and flask.request.args.get("m") and resp.status_code in (200, 304):
+        # Dash addresses brain.js and brain.css by modification time (?m=), its icon by its version (?v=), and the
+        # vendored files carry their hash: an address names one content, so the browser may keep it (Flask's
+        # default makes every page load ask again for each, behind the page's own layout request). Dash's own
+        # bundles are kept so already.
+        path, args = flask.request.path, flask.request.args
+        versioned = path.startswith("/assets/") and args.get("m") or path == "/_favicon.ico" and args.get("v")
+        if versioned and resp.status_code in (200, 304):
             resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return resp
     server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # Flask answers 413 past it
@@ -721,7 +724,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         svc = service()
         try:
             area = area_of(current, sc, window)
-            ind = indicators(svc.db, sc, area, svc.clock())
+            ind = svc.indicators(sc, area)
         except BrainError as exc:
             return html.P(str(exc), className="error"), None, None
         units = units if units is not None else unit_map(svc.db, sc)
@@ -907,7 +910,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         area, ind = shown
         if ind is None:
             area = area_of(current, sc, window)
-            ind = indicators(svc.db, sc, area, svc.clock())
+            ind = svc.indicators(sc, area)
         voc = voc if voc is not None else stored(svc.db)
         places = {it["i"]: it for it in page["layout"]}
         out = []
@@ -950,7 +953,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         lg, sc, svc = lang(), scope(), service()
         area = area_of(current, sc, window)
         _read(f"widget csv {kind} {_where(current)}")
-        rows = widget_rows(kind, indicators(svc.db, sc, area, svc.clock()), sc, svc, area, current, lg, stored(svc.db))
+        rows = widget_rows(kind, svc.indicators(sc, area), sc, svc, area, current, lg, stored(svc.db))
         buf = io.StringIO()
         if rows:
             writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -322,3 +322,47 @@ def test_age_pyramid_adds_up_to_the_age_bands(served_db, frames):
         name = f"age_{lo}_{hi - 1}" if hi else f"age_{lo}_plus"
         assert sum(r["count"] for r in rows if r["band"] == band) == want[name], band
     assert {r["gender"] for r in rows} <= {"male", "female", "?"}
+
+
+def test_the_dashboards_indicator_cache_keeps_scopes_apart_and_follows_the_data(served_db, dbs):
+    """`Service.indicators` (the dashboards' cache): each scope gets what `brain.metrics.indicators` computes for it,
+    whichever asked first; a caller's change to its answer stays its own; a change of data is seen at once."""
+    from brain.auth import authenticate
+    from brain.metrics import Clock, indicators, unit_area
+    from brain.schema import bump_data_version
+    from brain.scope import Scope
+    from brain.service import Service
+    from brain.settings import Settings
+
+    url = dbs.clone(served_db.pristine, "indicator_cache")
+    db = brain.connect(url)
+    try:
+        settings = Settings(db=url, as_of=datetime.fromisoformat(AS_OF))
+        svc = Service(db, settings)
+        code = db.query("SELECT code FROM admin_units WHERE level = 'community' ORDER BY code LIMIT 1")[0][0]
+        # a district analyst and a portal (counts protected) ask for the same community
+        tokens = {u["role"]: u["token"] for u in served_db.users.values() if u["role"] in ("district_analyst", "portal")}
+        scopes = {role: Scope(authenticate(db, token)) for role, token in tokens.items()}
+
+        def fresh(role):
+            return indicators(db, scopes[role], unit_area(db, scopes[role], code), Clock.from_settings(settings))
+
+        def cached(role):
+            return svc.indicators(scopes[role], unit_area(db, scopes[role], code))
+
+        want = {role: fresh(role) for role in scopes}
+        assert want["district_analyst"]["values"] != want["portal"]["values"]  # so that a mix-up would show
+        for order in (("district_analyst", "portal"), ("portal", "district_analyst")):
+            for role in order:
+                assert cached(role) == want[role], role
+        mine = cached("portal")
+        mine["values"]["population"] = -1
+        assert cached("portal") == want["portal"]
+        # the community's events removed and the data version bumped, as an ingest does
+        db.execute("DELETE FROM events WHERE community_code = ?", [code])
+        bump_data_version(db)
+        after = cached("district_analyst")
+        assert after == fresh("district_analyst")
+        assert after["values"]["events"] == 0 < want["district_analyst"]["values"]["events"]
+    finally:
+        db.close()

@@ -204,7 +204,7 @@
           paint: {'text-color': '#555', 'text-halo-color': '#fff', 'text-halo-width': 1.5}}, base));
         return;
       }
-      if (st.kind === 'water') {  // reaches as polygons, 河涌 as lines, patrol routes dashed
+      if (st.kind === 'water') {  // reaches as polygons, 河涌 as lines, patrol routes as double lines
         // a reach's edge is a line of its colour (the lines' program) instead of the fill's antialiased outline,
         // a program of its own
         var polygon = ['all', feat, ['==', ['geometry-type'], 'Polygon']];
@@ -220,10 +220,11 @@
                                 paint: {'line-color': colorBy(st, '#7fb8e6'),
                                         'line-width': ['interpolate', ['linear'], ['zoom'], 12, each(1.5), 17, each(6)]}},
                                base));
+        // a patrol route is a double line in its colour: a dashed line would be a program of its own (lineSDF)
         out.push(Object.assign({id: id + '-patrol', type: 'line',
                                 filter: ['all', feat, ['==', ['get', 'kind'], 'patrol_route']],
-                                paint: {'line-color': st.colors.patrol_route, 'line-width': 1.5,
-                                        'line-dasharray': [3, 2]}}, base));
+                                paint: {'line-color': each(st.colors.patrol_route), 'line-width': zoomed(each(1)),
+                                        'line-gap-width': 2}}, base));
         out.push(Object.assign({id: id + '-label', type: 'symbol', filter: ['all', feat,
                                 ['!=', ['get', 'kind'], 'patrol_route']], minzoom: 13, layout: {
           'symbol-placement': 'line', 'text-field': ['get', 'name'], 'text-size': 12,
