@@ -137,7 +137,9 @@
       }
       return undefined;
     };
-    setTimeout(function () { map.triggerRepaint(); }, ms);  // draws then, even if no tile arrives to trigger it
+    setTimeout(function () {  // draws then, even if no tile arrives to ask for a frame
+      if (painter.render !== render) { map.triggerRepaint(); }
+    }, ms);
   }
 
   // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
