@@ -49,9 +49,9 @@ DEFAULT_LAYERS = ["units", "water", "roads", "buildings", "events", "devices"]
 MAX_WIDGETS = 40  # widgets on one saved page
 EVENTS_PAGE = 25  # events per page of the events list
 PRESETS = ("today", "7d", "month", "all")  # the time filter's presets; "d<N>" is the slider's last N days
-#: Labels are drawn by MapLibre with this local font (installed by `make setup`): no glyph server.
 VENDOR = Path(__file__).parent / "assets" / "vendor"  # MapLibre and the basemap readers, loaded by brain.js
 VENDOR_FILES = ("maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "protomaps-basemaps.js")
+#: Labels are drawn by MapLibre with this local font (installed by `make setup`): no glyph server.
 MAP_FONT_NAME = "WenQuanYi Micro Hei"
 MAP_FONT = f"'{MAP_FONT_NAME}', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
 #: A theme's classes, light to dark (ColorBrewer YlOrRd, 5 classes).
@@ -254,6 +254,7 @@ class Start:
 
 
 def _digest(path: Path) -> str:
+    """A file's version in its address: the start of its content's SHA-256."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
@@ -264,9 +265,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                     # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are SVG images
                     assets_path_ignore=["vendor"])
     # The page's layout and callbacks are asked for as the page is parsed, not once Dash's scripts have run: the
-    # renderer's own requests then find them on their way (the server builds the layout while the scripts load)
-    # The vendored readers are asked for at addresses carrying their content's hash, and MapLibre as the page is
-    # parsed: a browser that has them loads the page without asking the server again (see `fingerprinted`)
+    # renderer's own requests then find them on their way (the server builds the layout while the scripts load).
+    # MapLibre too; the vendored files are named by their content's hash, so a browser that has them loads the
+    # page without asking the server again (see `fingerprinted`).
     vendor = {name: f"/assets/vendor/{name}?m={_digest(VENDOR / name)}" for name in VENDOR_FILES}
     app.index_string = app.index_string.replace("{%favicon%}", "".join(
         f'<link rel="preload" href="/{path}" as="fetch" crossorigin>' for path in ("_dash-layout", "_dash-dependencies"))

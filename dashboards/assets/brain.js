@@ -7,6 +7,7 @@
   brain.map = null;
   brain.state = {layers: [], current: null, theme: null, time: null, mode: '2d', heat: false, view: null};
   brain.tilesLoaded = 0;
+  brain.painted = false;  // the map's first paint is done (holdFirstPaint)
   brain.firstPaintWithin = brain.firstPaintWithin || 2000;  // ms the first paint waits for the view's tiles
 
   // -- start: the map is created when Dash has rendered #map and handed us the page's configuration --------
@@ -110,9 +111,9 @@
   // The opening view is drawn once, complete. MapLibre draws a frame each time a tile arrives; without a GPU
   // (SwiftShader, a virtual desktop) each partial frame costs about as much as a whole one, and takes the processor
   // from the worker still parsing the rest (interleaved runs of bench/dashboard.py: 0.1-0.2 s sooner with this).
-  // MapLibre has no option for it, so its painter is held after the map's first (empty) frame until the style and
-  // every tile of the view are in, or until `ms` have passed (a slow source does not leave the map empty); then
-  // MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24 sets up its drawing there, and a map
+  // MapLibre has no option for it, so its painter (an internal) is held after the map's first (empty) frame until
+  // the style, every tile of the view and their labels' places are in, or until `ms` have passed (a slow source
+  // does not leave the map empty); then MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24 sets up its drawing there, and a map
   // held from its first frame stayed blank (tests/test_dashboards.py checks the canvas after each paint).
   function holdFirstPaint(map, ms) {
     var painter = map.painter, render = painter && painter.render;
@@ -129,12 +130,11 @@
       // called by the map's render after its sources and labels are updated for this frame. In the frame the
       // last tiles arrive, MapLibre places their labels, marks that placement stale and draws again in the next
       // frame (`_placementDirty`): the first paint is that next frame's, so the view is drawn once, not twice
-      if (map.style && map.style.loaded() && !map._placementDirty || performance.now() >= until) {
-        painter.render = render;
-        render.apply(painter, arguments);
-        brain.painted = true;
-        return undefined;
-      }
+      var ready = map.style && map.style.loaded() && !map._placementDirty;
+      if (!ready && performance.now() < until) { return undefined; }  // held: nothing drawn in this frame
+      painter.render = render;
+      render.apply(painter, arguments);
+      brain.painted = true;
       return undefined;
     };
     setTimeout(function () {  // draws then, even if no tile arrives to ask for a frame
