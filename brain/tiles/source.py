@@ -267,7 +267,8 @@ class TileSource:
         map to dim what the user does not govern; an empty tile inside the unit.
 
         No row of any table: the tile's box less the unit's polygon (GEOS, as `_where`), encoded by the database
-        as every tile is (`brain.tiles.sql.outside_query`). It depends only on the unit, so users of one unit share it in the cache.
+        as every tile is (`brain.tiles.sql.outside_query`). It depends only on the unit, so users of one unit share
+        it in the cache.
         """
         check_tile(z, x, y)
         key = (OUTSIDE, scope.user.unit_code, z, x, y, self.data_version())

@@ -113,8 +113,9 @@
   // from the worker still parsing the rest (interleaved runs of bench/dashboard.py: 0.1-0.2 s sooner with this).
   // MapLibre has no option for it, so its painter (an internal) is held after the map's first (empty) frame until
   // the style, every tile of the view and their labels' places are in, or until `ms` have passed (a slow source
-  // does not leave the map empty); then MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24 sets up its drawing there, and a map
-  // held from its first frame stayed blank (tests/test_dashboards.py checks the canvas after each paint).
+  // does not leave the map empty); then MapLibre draws as it always does. The first frame is drawn: MapLibre 5.24
+  // sets up its drawing there, and a map held from its first frame stayed blank (tests/test_dashboards.py checks
+  // the canvas after each paint).
   function holdFirstPaint(map, ms) {
     var painter = map.painter, render = painter && painter.render;
     if (typeof render !== 'function') {  // another MapLibre: it draws as the tiles come
