@@ -511,7 +511,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             dcc.Store(id="mode", data=view["mode"]), dcc.Store(id="theme-spec", data=spec),
             dcc.Store(id="time", data=window),
             dcc.Store(id="events-page", data=1), dcc.Download(id="download"),
-            dcc.Store(id="page", data=page),
+            dcc.Store(id="page", data=page), dcc.Store(id="moved"),
             *(html.Div(id=f"sink-{k}", hidden=True) for k in SINKS),
             html.Header([
                 html.H1(title(lg)),
@@ -611,6 +611,11 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                             prevent_initial_call=True)
     app.clientside_callback("function (n) { return window.brain.widgetPng(dash_clientside.callback_context); }",
                             Output("sink-png", "children"), Input({"type": "png", "i": ALL}, "n_clicks"),
+                            prevent_initial_call=True)
+    # the grid sends its layout as it mounts and after every change it is given: only a move the page has not
+    # kept reaches the server (it was a request, answered with nothing to do, in every page load)
+    app.clientside_callback("function (layout, page) { return window.brain.gridMoved(layout, page); }",
+                            Output("moved", "data"), Input("grid", "layout"), State("page", "data"),
                             prevent_initial_call=True)
     app.clientside_callback("function (n) { if (n) { window.print(); } return ''; }",
                             Output("sink-print", "children"), Input("print", "n_clicks"), prevent_initial_call=True)
@@ -860,7 +865,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     # -- my page: indicator widgets (指标磁铁), saved per user (千人千面) -----------------------------------
     @app.callback(Output("page", "data"), Output("grid", "children", allow_duplicate=True), Output("grid", "layout"),
                   Input({"type": "add", "w": ALL}, "n_clicks"),
-                  Input({"type": "rm", "i": ALL}, "n_clicks"), Input("grid", "layout"),
+                  Input({"type": "rm", "i": ALL}, "n_clicks"), Input("moved", "data"),
                   Input("grid", "droppedItem"), State("page", "data"), State("current", "data"),
                   State("time", "data"), prevent_initial_call=True)
     def edit_page(adds, rms, layout, dropped, page, current, window):
@@ -888,7 +893,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         elif isinstance(trig, dict) and trig.get("type") == "rm" and any(r for r in rms if r):
             page["widgets"] = [w for w in page["widgets"] if w["i"] != trig["i"]]
             page["layout"] = [it for it in page["layout"] if it["i"] != trig["i"]]
-        elif trig == "grid":
+        elif trig == "moved":
             keep = {w["i"] for w in page["widgets"]}
             items = _layout(layout or [], keep)
             if {it["i"] for it in items} != keep or items == page_layout(page):

@@ -67,6 +67,9 @@ def open_app(chromium, server, who, size=(1920, 1080)):
     page.errors = []  # what the page's scripts threw or logged as errors (a bad style layer, say)
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.changed = []  # the props whose change each server callback request carried
+    page.on("request", lambda r: page.changed.extend((r.post_data_json or {}).get("changedPropIds", []))
+            if r.method == "POST" and "/_dash-update-component" in r.url else None)
 
     def through(route):  # pass each tile request on, keeping what the server answered
         try:
@@ -201,6 +204,9 @@ def test_a_dragged_widget_stays_where_it_was_left(chromium, server, served_db, o
     w1 = page.locator("#w1").bounding_box()
     before = page.locator("#w3").bounding_box()
     assert before["y"] > w1["y"], "the default page starts with w3 under w1"
+    # the grid sends its layout as it mounts: the page keeps that, and no request carries it to the server
+    page.wait_for_timeout(500)
+    assert "moved.data" not in page.changed, page.changed
     head = page.locator("#w3 .whead").bounding_box()
     page.mouse.move(head["x"] + 60, head["y"] + 10)
     page.mouse.down()
@@ -211,6 +217,7 @@ def test_a_dragged_widget_stays_where_it_was_left(chromium, server, served_db, o
     moved = page.locator("#w3").bounding_box()
     other = page.locator("#w1").bounding_box()
     assert moved["y"] < other["y"], "the drag did not move the widget"
+    assert "moved.data" in page.changed, "the move was not sent to be kept"
     page.screenshot(path=ARTIFACTS / "3-my-page-dragged.png")
     done(context)
 
@@ -240,11 +247,17 @@ def test_community_staff_get_only_their_community(chromium, server, served_db):
     page.wait_for_timeout(500)
     wait_idle(page)
     page.screenshot(path=ARTIFACTS / "4-community-view.png")
+    # the view reaches past the community's box, and no tile beyond it is asked for: there is nothing there
+    w, s, e, n = page.evaluate("brain.map.getBounds().toArray().flat()")
+    view = shapely.box(*mercantile.xy(w, s), *mercantile.xy(e, n))
+    box = own.envelope
+    assert not box.buffer(100).contains(view), "the view does not reach past the community"
     checked = 0
     for url, status, body in page.tiles:
         assert status == 200
         z, x, y = (int(v) for v in url.split("/tiles/")[1].split(".mvt")[0].split("/")[1:])
         b = mercantile.xy_bounds(x, y, z)
+        assert shapely.box(*b).intersects(box.buffer(1)), f"{url}: a tile beyond the community's box"
         fence = own.buffer(2 * (b.right - b.left) / 4096 + 0.05)
         for layer in mapbox_vector_tile.decode(body, default_options={"y_coord_down": True}).values():
             for f in layer["features"]:

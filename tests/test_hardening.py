@@ -209,7 +209,7 @@ def test_a_saved_page_with_an_unknown_widget_still_lets_widgets_be_added(server,
     dep = next(d for d in deps if d["output"].startswith("..page.data"))
     body = {"output": dep["output"], "outputs": _outputs(dep["output"]),
             "inputs": [[{"id": {"type": "add", "w": "age"}, "property": "n_clicks", "value": 1}],
-                       [], {"id": "grid", "property": "layout", "value": None},
+                       [], {"id": "moved", "property": "data", "value": None},
                        {"id": "grid", "property": "droppedItem", "value": None}],
             "state": [{"id": "page", "property": "data", "value": stale},
                       {"id": "current", "property": "data", "value": {"kind": "unit", "code": user["unit"]}},
@@ -468,7 +468,7 @@ def test_dashboards_keep_the_apis_limits_on_areas_and_pages(server, served_db):
     full = {"widgets": [{"i": f"w{k}", "type": "headline"} for k in range(1, 41)],
             "layout": [{"i": f"w{k}", "x": 0, "y": k, "w": 6, "h": 2} for k in range(1, 41)]}
     r = _callback(c, "..page.data", [[{"id": {"type": "add", "w": "age"}, "property": "n_clicks", "value": 1}], [],
-                                     {"id": "grid", "property": "layout", "value": None},
+                                     {"id": "moved", "property": "data", "value": None},
                                      {"id": "grid", "property": "droppedItem", "value": None}],
                   [{"id": "page", "property": "data", "value": full},
                    {"id": "current", "property": "data", "value": {"kind": "unit", "code": "440199"}},

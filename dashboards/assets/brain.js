@@ -307,6 +307,9 @@
       sources[src.id] = {type: 'vector', tiles: [origin + '/tiles/' + ids + '/{z}/{x}/{y}.mvt'],
                          minzoom: Math.min.apply(null, src.members.map(function (spec) { return spec.minzoom; })),
                          maxzoom: Math.max.apply(null, src.members.map(function (spec) { return spec.maxzoom; }))};
+      // everything a source holds for this user lies in the user's unit (brain/scope.py; its TileJSON says the
+      // same): no tile beyond the unit's box is asked for (half a community worker's opening tiles were empty)
+      sources[src.id].bounds = conf.root.bbox;
     });
     var all = [];
     specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
@@ -814,6 +817,31 @@
     };
     img.src = url;
   }
+
+  // The grid's layout when it is not the one the page keeps, else nothing: the grid sends its layout as it
+  // mounts and after each layout it is given, and those would each be a request with nothing to do. The server
+  // (`edit_page` in dashboards/app.py) checks what reaches it again; a malformed layout goes there, to be refused.
+  brain.gridMoved = function (layout, page) {
+    if (!Array.isArray(layout) || !page || !Array.isArray(page.layout) || !Array.isArray(page.widgets)) {
+      return layout;
+    }
+    var place = function (it) { return {i: it.i, x: it.x, y: it.y, w: it.w, h: it.h}; };
+    var keep = {};
+    page.widgets.forEach(function (w) { keep[w.i] = true; });
+    var items = layout.filter(function (it) { return it && keep[it.i]; }).map(place);
+    if (!items.every(function (it) {
+      return ['x', 'y', 'w', 'h'].every(function (k) { return Number.isInteger(it[k]) && it[k] >= 0 && it[k] <= 1000; });
+    })) {
+      return layout;
+    }
+    var shown = {};
+    items.forEach(function (it) { shown[it.i] = true; });
+    var mounting = Object.keys(shown).length !== Object.keys(keep).length;  // not every card is in the grid yet
+    if (mounting || JSON.stringify(items) === JSON.stringify(page.layout.map(place))) {
+      return window.dash_clientside.no_update;
+    }
+    return layout;
+  };
 
   brain.widgetPng = function (cbctx) {
     var trig = cbctx && cbctx.triggered_id;
