@@ -70,6 +70,7 @@
     });
     brain.map = map;
     holdFirstPaint(map, brain.firstPaintWithin);
+    noSky(map);
     brain.firstBounds = v.center ? null : box((brain.state.view && brain.state.view.bbox) || conf.root.bbox);
     brain.marks = {created: performance.now()};  // for the benchmark: when the map was made, loaded, idle
     map.once('load', function () { brain.marks.loaded = performance.now(); });
@@ -141,6 +142,21 @@
     setTimeout(function () {  // draws then, even if no tile arrives to ask for a frame
       if (painter.render !== render) { map.triggerRepaint(); }
     }, ms);
+  }
+
+  // MapLibre 5.24 draws the sky in every frame, even when the style has none (it then draws a default sky that
+  // shows nowhere below the horizon, and our maxPitch keeps the horizon off the screen: the same pixels at pitch
+  // 60). Under SwiftShader that pass costs 30-35 ms of the GPU process per frame, and its program is compiled in
+  // the map's first frame. So the sky is drawn only when the style has one. `drawFunctions` is a MapLibre
+  // internal: replaced for this map only, and if it is missing, the map draws as it always does.
+  function noSky(map) {
+    var painter = map.painter, draw = painter && painter.drawFunctions;
+    if (!draw || typeof draw.sky !== 'function') { return; }
+    var sky = draw.sky;
+    painter.drawFunctions = Object.assign({}, draw, {sky: function () {
+      if (map.getSky()) { return sky.apply(this, arguments); }
+      return undefined;
+    }});
   }
 
   // -- the style, built from the catalog the server sent (only the layers this user gets) ---------------------
