@@ -69,7 +69,7 @@ def paint(page, url: str) -> tuple[float, int, dict]:
     if shown < 0.2:
         raise SystemExit(f"the map's canvas shows {shown:.0%} painted pixels at its complete paint: nothing drawn")
     marks = page.evaluate("""() => { const m = brain.marks, tiles = Object.keys(m).filter(k => k.startsWith('tile:')
-        && !['tile:mask', 'tile:drawn', 'tile:sketch', 'tile:selected'].includes(k));
+        && !['tile:mask', 'tile:mask-near', 'tile:drawn', 'tile:sketch', 'tile:selected'].includes(k));
         return {made: m.created, loaded: m.loaded, tiles: Math.max(...tiles.map(k => m[k])), idle: m.idle}; }""")
     return done / 1000, page.evaluate("brain.tilesLoaded"), marks
 

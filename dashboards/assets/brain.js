@@ -166,6 +166,7 @@
   // The layers under everything come in one tile per address (/tiles/units,water,roads,buildings/…): a quarter
   // of the requests, one parse, and one set of stencil masks a frame for all their clipped layers
   var BASE = ['units', 'water', 'roads', 'buildings'];
+  var MASK_FAR = 13, MASK_NEAR = 16;  // the zooms of the dimming's tiles (buildStyle)
   function sourceOf(id) { return brain.base && brain.base.indexOf(id) >= 0 ? 'base' : id; }
   brain.interactive = [];  // style layer ids a click or hover may hit, top first
 
@@ -306,8 +307,12 @@
       layers.push({id: 'basemap', type: 'raster', source: 'basemap'});
     }
     // the world outside the user's unit, dimmed: vector tiles asked for with the others as the map starts (a GeoJSON
-    // source is first loaded into the worker, and its tiles come in a second round after the map's first ones)
-    sources.mask = {type: 'vector', tiles: [origin + '/outside/{z}/{x}/{y}.mvt'], minzoom: 8, maxzoom: 18};
+    // source is first loaded into the worker, and its tiles come in a second round after the map's first ones).
+    // Below z16 they come from z13, scaled (a community's opening view needs one tile instead of eight); their edge
+    // is then placed within about a metre, half a pixel at z16. From z16 on, each zoom has its own tiles as before.
+    var outside = [origin + '/outside/{z}/{x}/{y}.mvt'];
+    sources.mask = {type: 'vector', tiles: outside, minzoom: 8, maxzoom: MASK_FAR};
+    sources['mask-near'] = {type: 'vector', tiles: outside, minzoom: MASK_NEAR, maxzoom: 18};
     var drawn = drawnData(state);
     brain.drawnShown = JSON.stringify(drawn.geometry || null);
     if (drawn.geometry) { sources.drawn = {type: 'geojson', data: drawn}; }  // the others come with their data
@@ -323,9 +328,10 @@
       sources[src.id] = {type: 'vector', tiles: [origin + '/tiles/' + ids + '/{z}/{x}/{y}.mvt'],
                          minzoom: Math.min.apply(null, src.members.map(function (spec) { return spec.minzoom; })),
                          maxzoom: Math.max.apply(null, src.members.map(function (spec) { return spec.maxzoom; }))};
-      // everything a source holds for this user lies in the user's unit (brain/scope.py; its TileJSON says the
-      // same): no tile beyond the unit's box is asked for (half a community worker's opening tiles were empty)
-      sources[src.id].bounds = conf.root.bbox;
+      // what a source of points or clipped shapes holds for this user lies in the user's unit (brain/scope.py), so
+      // no tile beyond the unit's box is asked for (half a community worker's opening tiles were empty). Not the
+      // base: a road or a river is placed in a grid by one point and is not clipped, so it may run past the box
+      if (src.id !== 'base') { sources[src.id].bounds = conf.root.bbox; }
     });
     var all = [];
     specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
@@ -343,8 +349,11 @@
     };
     var overlays = {
       // the dimming has no antialiased edge: the unit's own outline is drawn on it
-      4.5: [{id: 'mask', type: 'fill', source: 'mask', 'source-layer': 'outside',
-             paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35, 'fill-antialias': false}}],
+      4.5: ['mask', 'mask-near'].map(function (id) {
+        return {id: id, type: 'fill', source: id, 'source-layer': 'outside',
+                minzoom: id === 'mask' ? 0 : MASK_NEAR, maxzoom: id === 'mask' ? MASK_NEAR : 24,
+                paint: {'fill-color': each('#1d2733'), 'fill-opacity': 0.35, 'fill-antialias': false}};
+      }),
       5.5: [{id: 'selected-unit', type: 'line', source: sourceOf('units'), 'source-layer': 'units',
              filter: selectedFilter(state),
              paint: {'line-color': each('#ff8c00'), 'line-width': zoomed(each(3.5))}},
