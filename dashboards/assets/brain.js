@@ -308,8 +308,8 @@
     }
     // the world outside the user's unit, dimmed: vector tiles asked for with the others as the map starts (a GeoJSON
     // source is first loaded into the worker, and its tiles come in a second round after the map's first ones).
-    // Below z16 they come from z13, scaled (a community's opening view needs one tile instead of eight); their edge
-    // is then placed within about a metre, half a pixel at z16. From z16 on, each zoom has its own tiles as before.
+    // Up to z16 they come from z13 at most, scaled (a community's opening view needs one tile instead of eight);
+    // their edge is then placed within about a metre, half a pixel at z16. From z16 on, each zoom has its own.
     var outside = [origin + '/outside/{z}/{x}/{y}.mvt'];
     sources.mask = {type: 'vector', tiles: outside, minzoom: 8, maxzoom: MASK_FAR};
     sources['mask-near'] = {type: 'vector', tiles: outside, minzoom: MASK_NEAR, maxzoom: 18};
