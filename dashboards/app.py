@@ -472,6 +472,10 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                                      for p in l.parts]} for l in st.visible],
             "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
+            # where the user's tiles hold anything: the unit, and the shapes drawn whole that may run past it
+            "extent": queries.extent(svc.db, sc, tuple(sorted({p.table for l in st.visible for p in l.parts
+                                                               if p.geometry != "point" and not p.clip
+                                                               and p.table != "admin_units"})), root["bbox"]),
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
             "view": st.view["map"], "basemap": basemap_url,
             "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,

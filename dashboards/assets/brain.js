@@ -328,10 +328,9 @@
       sources[src.id] = {type: 'vector', tiles: [origin + '/tiles/' + ids + '/{z}/{x}/{y}.mvt'],
                          minzoom: Math.min.apply(null, src.members.map(function (spec) { return spec.minzoom; })),
                          maxzoom: Math.max.apply(null, src.members.map(function (spec) { return spec.maxzoom; }))};
-      // what a source of points or clipped shapes holds for this user lies in the user's unit (brain/scope.py), so
-      // no tile beyond the unit's box is asked for (half a community worker's opening tiles were empty). Not the
-      // base: a road or a river is placed in a grid by one point and is not clipped, so it may run past the box
-      if (src.id !== 'base') { sources[src.id].bounds = conf.root.bbox; }
+      // no tile is asked for beyond what this user's tiles hold: the unit's box, and the roads and rivers placed in
+      // it that run past it (`queries.extent`; half a community worker's opening tiles were empty without this)
+      if (conf.extent) { sources[src.id].bounds = conf.extent; }
     });
     var all = [];
     specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
