@@ -6,7 +6,6 @@ Each takes a Scope and goes through `scope_filter` and `allowed`: what a role ma
 from __future__ import annotations
 
 import json
-import math
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -66,23 +65,6 @@ def unit_tree(db: Backend, scope: Scope, level: str | None = None, geometry: boo
                                      "area_m2": round(area or 0, 1), "center": [round(cx, 6), round(cy, 6)],
                                      "in_scope_root": code == scope.user.unit_code}})
     return {"type": "FeatureCollection", "features": feats}
-
-
-def extent(db: Backend, scope: Scope, tables: tuple[str, ...], box: list[float]) -> list[float]:
-    """The box [west, south, east, north] around `box` (the scope's unit) and every row of `tables` in the scope,
-    rounded outwards to 1e-6°: a map asks for no tile of the scope's data beyond it. Rows placed in a unit by one
-    point and drawn whole (a road, a river) can run past their unit's box."""
-    out = list(box)
-    if tables:
-        where, params = scope_filter(scope, "t")
-        rows = " UNION ALL ".join(
-            f"SELECT ST_XMin(t.geom) AS x0, ST_YMin(t.geom) AS y0, ST_XMax(t.geom) AS x1, ST_YMax(t.geom) AS y1 "
-            f"FROM {quote_ident(table)} t WHERE {where}" for table in tables)
-        found = db.query(f"SELECT min(x0), min(y0), max(x1), max(y1) FROM ({rows}) e", params * len(tables))[0]
-        if found[0] is not None:
-            out = [min(out[0], found[0]), min(out[1], found[1]), max(out[2], found[2]), max(out[3], found[3])]
-    return [math.floor(out[0] * 1e6) / 1e6, math.floor(out[1] * 1e6) / 1e6,
-            math.ceil(out[2] * 1e6) / 1e6, math.ceil(out[3] * 1e6) / 1e6]
 
 
 def building(db: Backend, scope: Scope, building_id: str, clock: Clock, events_limit: int = 10) -> dict[str, Any]:

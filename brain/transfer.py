@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from brain.backend import Backend, as_wkb, quote_ident
+from brain.layers.derive import DERIVED
 from brain.model import ENTITIES
 from brain.schema import init_schema
 
@@ -15,7 +16,6 @@ GEOM_SRID = {"geom": 4326, "geom_3857": 3857}
 #: What a copy carries: the canonical tables, the ingest record and the derived tables (users, sessions,
 #: layouts and the audit stay with their database).
 CANONICAL = ("admin_units", *ENTITIES, "quarantine", "ingest_runs", "rasters", "vocabulary")
-DERIVED = ("households", "party_links")
 
 
 def _columns(db: Backend, table: str) -> list[tuple[str, str]]:

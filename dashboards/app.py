@@ -465,9 +465,6 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
         root = st.units[sc.user.unit_code]
         x0, y0, x1, y1 = root["bbox"]
         pad = max(x1 - x0, y1 - y0) * 0.6
-        # the tables whose shapes are drawn whole (not clipped to the unit), so may run past the unit's box
-        whole = tuple(sorted({p.table for l in st.visible for p in l.parts
-                              if p.geometry != "point" and not p.clip and p.table != "admin_units"}))
         return {
             "catalog": [{"id": l.id, "minzoom": l.minzoom, "maxzoom": l.maxzoom, "detail_zoom": l.detail_zoom,
                          "style": l.style, "parts": [{"name": p.name, "geometry": p.geometry,
@@ -475,7 +472,6 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
                                                      for p in l.parts]} for l in st.visible],
             "lang": lg, "labels": voc.labels(lg), "font": MAP_FONT, "fontName": MAP_FONT_NAME,
             "root": {"code": root["code"], "center": root["center"], "bbox": root["bbox"]},
-            "extent": queries.extent(svc.db, sc, whole, root["bbox"]),  # where the user's tiles hold anything
             "bounds": [[x0 - pad, y0 - pad], [x1 + pad, y1 + pad]],
             "view": st.view["map"], "basemap": basemap_url,
             "protomaps": "/basemap.pmtiles" if svc.settings.basemap_pmtiles else None,

@@ -247,8 +247,8 @@ def test_community_staff_get_only_their_community(chromium, server, served_db):
     page.wait_for_timeout(500)
     wait_idle(page)
     page.screenshot(path=ARTIFACTS / "4-community-view.png")
-    # the view reaches past the community's box, and no tile beyond it is asked for: there is nothing there (the
-    # sample's roads and rivers lie in their units; one that runs past would widen the box, test_metrics.py)
+    # the view reaches past the community's box, and no tile beyond it is asked for: there is nothing there (roads
+    # and rivers are cut along the grids' edges, test_tiles.py)
     w, s, e, n = page.evaluate("brain.map.getBounds().toArray().flat()")
     view = shapely.box(*mercantile.xy(w, s), *mercantile.xy(e, n))
     box = own.envelope
@@ -544,10 +544,10 @@ def test_a_shared_link_reopens_the_view_and_never_shows_another_user_outside_the
     own = shapely.from_wkb(bytes(db.query("SELECT ST_AsWKB(geom) FROM admin_units WHERE code = ?",
                                           [staff["unit"]])[0][0])).buffer(2e-4)
     db.close()
-    # every rendered feature of a scoped layer (roads and water are the basemap, every role's), by our layer's id:
-    # the base layers share one composite source
-    drawn = page.evaluate("""() => brain.map.queryRenderedFeatures().filter(f => ['units', 'buildings', 'events',
-        'organisations', 'people', 'devices', 'party'].includes((f.layer.metadata || {}).brain))
+    # every rendered feature, by our layer's id (the base layers share one composite source): roads and water too,
+    # cut along the grids' edges
+    drawn = page.evaluate("""() => brain.map.queryRenderedFeatures().filter(f => ['units', 'water', 'roads',
+        'buildings', 'events', 'organisations', 'people', 'devices', 'party'].includes((f.layer.metadata || {}).brain))
         .map(f => f.geometry)""")
     assert drawn
     for g in drawn:

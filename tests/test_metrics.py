@@ -6,7 +6,6 @@ placement codes ingest wrote) and computes each indicator in pandas, from the de
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 import geopandas as gpd
@@ -365,45 +364,5 @@ def test_the_dashboards_indicator_cache_keeps_scopes_apart_and_follows_the_data(
         after = cached("district_analyst")
         assert after == fresh("district_analyst")
         assert after["values"]["events"] == 0 < want["district_analyst"]["values"]["events"]
-    finally:
-        db.close()
-
-
-def test_the_maps_tile_extent_holds_the_roads_that_run_past_the_unit(served_db, dbs):
-    """`queries.extent` (the bounds of the map's sources): the scope's unit and every road or river placed in it. A
-    road placed in one community that runs far past its box widens that community's extent, and no other's."""
-    from brain.auth import authenticate
-    from brain.queries import extent, unit_tree
-    from brain.scope import Scope
-
-    url = dbs.clone(served_db.pristine, "extent")
-    db = brain.connect(url)
-    try:
-        staff = {}
-        for u in served_db.users.values():
-            if u["role"] == "community_staff":
-                staff.setdefault(u["unit"], u)
-        (one, a), (other, b) = sorted(staff.items())[:2]
-        scopes = {code: Scope(authenticate(db, u["token"])) for code, u in ((one, a), (other, b))}
-        box = {code: unit_tree(db, sc, geometry=False)["features"][0]["bbox"] for code, sc in scopes.items()}
-        for code, sc in scopes.items():  # the sample's roads and rivers lie in their units: the unit's box
-            got = extent(db, sc, ("roads", "waters"), box[code])
-            assert got[0] <= box[code][0] and got[1] <= box[code][1] and got[2] >= box[code][2]
-            assert got[3] >= box[code][3] and max(abs(g - b) for g, b in zip(got, box[code])) < 1e-5
-        # a road of the first community, redrawn to run 0.05° east of its box
-        rid = db.query("SELECT id FROM roads WHERE community_code = ? ORDER BY id LIMIT 1", [one])[0][0]
-        x0, y0, x1, y1 = box[one]
-        line = f"LINESTRING({(x0 + x1) / 2} {(y0 + y1) / 2}, {x1 + 0.05} {y1 + 0.01})"
-        geom = "ST_GeomFromText(?, 4326)" if db.dialect == "postgis" else "ST_GeomFromText(?)"
-        db.execute(f"UPDATE roads SET geom = {geom} WHERE id = ?", [line, rid])
-        got = extent(db, scopes[one], ("roads", "waters"), box[one])
-        assert abs(got[2] - (x1 + 0.05)) < 1e-5 and abs(got[3] - (y1 + 0.01)) < 1e-5
-        assert got[0] <= x0 and got[1] <= y0
-        theirs = extent(db, scopes[other], ("roads", "waters"), box[other])  # not another community's
-        assert max(abs(g - b) for g, b in zip(theirs, box[other])) < 1e-5
-        assert extent(db, scopes[one], (), box[one]) == [math.floor(box[one][0] * 1e6) / 1e6,
-                                                         math.floor(box[one][1] * 1e6) / 1e6,
-                                                         math.ceil(box[one][2] * 1e6) / 1e6,
-                                                         math.ceil(box[one][3] * 1e6) / 1e6]
     finally:
         db.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 
 import httpx
+import numpy as np
 import mapbox_vector_tile
 import mercantile
 import pytest
@@ -22,7 +23,7 @@ from brain.layers.catalog import CATALOG
 from brain.scope import disclosure
 
 EXTENT = 4096
-TABLE_OF_PART = {p.name: p.table for layer in CATALOG.values() for p in layer.parts}
+TABLE_OF_PART = {p.name: p.source for layer in CATALOG.values() for p in layer.parts}  # roads: their pieces
 PART = {p.name: p for layer in CATALOG.values() for p in layer.parts}
 LEVEL_COL = {lv: f"{lv}_code" for lv in ("district", "street", "community", "grid")}
 
@@ -438,3 +439,87 @@ def test_portal_grid_aggregates_are_the_rounded_grid_cells_the_metrics_api_serve
                 small += 0 < exact.get(name, 0) % 5
             seen += 1
     assert seen >= 16 and small  # every grid of the sample, some of them not multiples of 5
+
+
+def _crossing(grids: dict) -> tuple[str, str, shapely.LineString]:
+    """Two grids of different communities sharing an edge, and a line from inside one across it into the other."""
+    for a, (ca, ga) in sorted(grids.items()):
+        for b, (cb, gb) in sorted(grids.items()):
+            if ca >= cb:
+                continue
+            edge = ga.boundary.intersection(gb.boundary)
+            if edge.length < 1e-4:
+                continue
+            mid = edge.interpolate(0.5, normalized=True)
+            pa, pb = ga.representative_point(), gb.representative_point()
+            line = shapely.LineString([(mid.x + (pa.x - mid.x) * 0.3, mid.y + (pa.y - mid.y) * 0.3), (mid.x, mid.y),
+                                       (mid.x + (pb.x - mid.x) * 0.3, mid.y + (pb.y - mid.y) * 0.3)])
+            if ga.union(gb).buffer(1e-9).contains(line) and min(line.intersection(g).length for g in (ga, gb)) > 1e-4:
+                return a, b, line
+    raise AssertionError("no two neighbouring grids of different communities in the sample")
+
+
+def test_roads_and_rivers_are_cut_along_the_grids_edges(served_db, dbs):
+    """A road or a river delivered across grids (a surveyed segment, a whole river) is placed in one grid by one
+    point (brain.ingest); the map reads its pieces (brain.layers.derive): the grid workers and community staff on
+    both sides each get the piece in their unit, and no piece reaches past it."""
+    from pyproj import Transformer
+
+    from brain.backend import as_wkb
+    from brain.layers import derive
+    from conftest import Server
+
+    url = dbs.clone(served_db.pristine, "pieces")
+    db = brain.connect(url)
+    try:
+        grids = {code: (community, shapely.from_wkb(bytes(wkb))) for code, community, wkb in db.query(
+            f"SELECT code, community_code, {as_wkb(db, 'geom')} FROM admin_units WHERE level = 'grid'")}
+        a, b, line = _crossing(grids)
+        lake = line.buffer(2e-4)
+        to_3857 = ("ST_Transform(geom, 3857)" if db.dialect == "postgis"
+                   else "ST_Transform(geom, 'EPSG:4326', 'EPSG:3857', always_xy := true)")
+        wkt = "ST_GeomFromText(?, 4326)" if db.dialect == "postgis" else "ST_GeomFromText(?)"
+        # a road and a lake of grid a (as ingest placed them: by one point) now run across into grid b
+        rid = db.query("SELECT id FROM roads WHERE grid_code = ? ORDER BY id LIMIT 1", [a])[0][0]
+        wid = db.query("SELECT id FROM waters ORDER BY id LIMIT 1")[0][0]
+        for table, rid_, geom in (("roads", rid, line), ("waters", wid, lake)):
+            db.execute(f"UPDATE {table} SET grid_code = ?, geom = {wkt} WHERE id = ?", [a, geom.wkt, rid_])
+            db.execute(f"UPDATE {table} SET geom_3857 = {to_3857} WHERE id = ?", [rid_])
+        placed = {c: db.query("SELECT community_code, street_code FROM admin_units WHERE code = ?", [c])[0]
+                  for c in (a, b)}
+        for table, rid_ in (("roads", rid), ("waters", wid)):
+            db.execute(f"UPDATE {table} SET community_code = ?, street_code = ? WHERE id = ?", [*placed[a], rid_])
+        derive.cut(db)
+        units = {code: shapely.from_wkb(bytes(wkb)) for code, wkb in db.query(
+            f"SELECT code, {as_wkb(db, 'geom_3857')} FROM admin_units")}
+    finally:
+        db.close()
+    users = {(u["level"], u["unit"]): u for u in served_db.users.values()
+             if u["role"] in ("grid_worker", "community_staff")}
+    mercator = Transformer.from_crs(4326, 3857, always_xy=True)
+    to_3857 = lambda g: shapely.transform(g, lambda c: np.column_stack(mercator.transform(c[:, 0], c[:, 1])))  # noqa
+    srv = Server(url)
+    try:
+        for grid in (a, b):
+            for level, unit in (("grid", grid), ("community", grids[grid][0])):
+                user = users[(level, unit)]
+                own = units[unit]
+                for layer, record, shape in (("roads", rid, line), ("water", wid, lake)):
+                    size = (lambda g: g.length) if layer == "roads" else (lambda g: g.area)  # noqa: E731
+                    got = []
+                    for t in mercantile.tiles(*shape.bounds, 16):
+                        b = mercantile.xy_bounds(t)
+                        for name, geom, props in decode(fetch(srv, user, layer, t.z, t.x, t.y).content, t.z, t.x, t.y):
+                            assert own.buffer(2 * (b.right - b.left) / EXTENT + 0.05).contains(geom), \
+                                f"{layer} {props['id']} outside {unit}"
+                            if props["id"].startswith(record + "@"):  # its part in this tile (tiles overlap)
+                                got.append((props["id"], geom.intersection(shapely.box(*b))))
+                    # the record's pieces in this user's unit, and no other: the part in the other grid is not theirs
+                    mine = {g for g, (community, _) in grids.items() if unit in (g, community)}
+                    want = {f"{record}@{g}" for g in mine
+                            if size(to_3857(shape).intersection(units[g])) > derive.SLIVER}
+                    assert f"{record}@{grid}" in want and {i for i, _ in got} == want, (layer, unit, got)
+                    drawn, inside = shapely.union_all([g for _, g in got]), to_3857(shape).intersection(own)
+                    assert abs(size(drawn) - size(inside)) <= 0.02 * size(inside), (layer, unit)
+    finally:
+        srv.stop()

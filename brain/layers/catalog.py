@@ -43,6 +43,12 @@ class Part:
     zoom_filter: str = ""  # constant SQL over alias t with one `?` bound to the tile's zoom
     computed: tuple[tuple[str, str], ...] = ()  # (property, boolean SQL over t and the clock c), for every role
     label_point: bool = False  # each row as one point on its surface (where its name is drawn), not its shape
+    pieces: str = ""  # the table the reader reads instead of `table`: its rows cut along the grids' edges (derive)
+
+    @property
+    def source(self) -> str:
+        """The table the reader selects the part's rows from."""
+        return self.pieces or self.table
 
     def field_type(self, name: str) -> str:
         """The model type of one field."""
@@ -133,14 +139,14 @@ CATALOG: dict[str, Layer] = {layer.id: layer for layer in (
           style={"kind": "line", "color": "#3b6ea8", "by": "level",
                  "width": {"district": 3, "street": 2.5, "community": 1.5, "grid": 0.7}}),
     # the basemap, from the district's own data: water and roads (readable by every role, as any map shows them)
-    Layer("water", "水系 water", "Rivers, 河涌 and lakes (reaches per grid) and river chiefs' patrol routes.",
-          (Part("waters", "waters", "shape", ("name", "kind", "reach")),),
+    Layer("water", "水系 water", "Rivers, 河涌 and lakes and river chiefs' patrol routes, cut along the grids' edges.",
+          (Part("waters", "waters", "shape", ("name", "kind", "reach"), pieces="water_pieces"),),
           minzoom=10, maxzoom=18,
           style={"kind": "water", "base": True, "color": "#8cc3ec", "by": "kind",
                  "colors": {"river": "#9ccbf0", "creek": "#7fb8e6", "lake": "#9ccbf0", "canal": "#7fb8e6",
                             "patrol_route": "#d0463c"}}),
-    Layer("roads", "道路 roads", "The street network by class, named.",
-          (Part("roads", "roads", "line", ("name", "class")),),
+    Layer("roads", "道路 roads", "The street network by class, named, cut along the grids' edges.",
+          (Part("roads", "roads", "line", ("name", "class"), pieces="road_pieces"),),
           minzoom=10, maxzoom=18,
           style={"kind": "road", "base": True, "color": "#f6c66b", "by": "class",
                  "colors": {"arterial": "#f6c66b", "secondary": "#fde3a7", "branch": "#ffffff", "lane": "#ffffff"},

@@ -62,7 +62,7 @@ def feature_select(part: Part, fields: tuple[str, ...], level: str, *, clip: boo
     g = quote_ident(geom)
     where = [w for w in (prefilter, part.where, part.zoom_filter if zoom else "") if w]
     order = (("pre",) if prefilter else ()) + (("z",) if zoom and part.zoom_filter else ())
-    ctes = [f"hits AS {'MATERIALIZED ' if materialize else ''}(SELECT * FROM {quote_ident(part.table)} t"
+    ctes = [f"hits AS {'MATERIALIZED ' if materialize else ''}(SELECT * FROM {quote_ident(part.source)} t"
             + (f" WHERE {' AND '.join(f'({w})' for w in where)}" if where else "") + ")"]
     out = f"ST_PointOnSurface(t.{g})" if part.label_point else f"t.{g}"
     if clip:

@@ -328,9 +328,11 @@
       sources[src.id] = {type: 'vector', tiles: [origin + '/tiles/' + ids + '/{z}/{x}/{y}.mvt'],
                          minzoom: Math.min.apply(null, src.members.map(function (spec) { return spec.minzoom; })),
                          maxzoom: Math.max.apply(null, src.members.map(function (spec) { return spec.maxzoom; }))};
-      // no tile is asked for beyond what this user's tiles hold: the unit's box, and the roads and rivers placed in
-      // it that run past it (`queries.extent`; half a community worker's opening tiles were empty without this)
-      if (conf.extent) { sources[src.id].bounds = conf.extent; }
+      // what a source holds for this user lies in the user's unit (brain/scope.py; shapes are clipped to it, roads
+      // and rivers cut per grid), so no tile beyond the unit's box is asked for (half a community worker's opening
+      // tiles were empty without this). The box is rounded to 1e-6°: widened by as much
+      var b = conf.root.bbox;
+      sources[src.id].bounds = [b[0] - 1e-6, b[1] - 1e-6, b[2] + 1e-6, b[3] + 1e-6];
     });
     var all = [];
     specs.forEach(function (spec) { all = all.concat(styleLayers(spec)); });
