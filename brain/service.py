@@ -440,7 +440,7 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
                      scope: Scope = Depends(scope_of)) -> dict:
         svc = _service(request)
         area = unit_area(svc.db, scope, code)
-        out = indicators(svc.db, scope, area, svc.clock(), names.split(",") if names else None)
+        out = svc.indicators(scope, area, names.split(",") if names else None)  # kept as the dashboards' are
         _audit(request, target=code)
         return {"unit": code, **out}
 

@@ -325,7 +325,7 @@ def test_age_pyramid_adds_up_to_the_age_bands(served_db, frames):
 
 
 def test_the_dashboards_indicator_cache_keeps_scopes_apart_and_follows_the_data(served_db, dbs):
-    """`Service.indicators` (the dashboards' cache): each scope gets what `brain.metrics.indicators` computes for it,
+    """`Service.indicators` (the dashboards' cache, and GET /units/{code}/metrics'): each scope gets what `brain.metrics.indicators` computes for it,
     whichever asked first; a caller's change to its answer stays its own; a change of data is seen at once."""
     from brain.auth import authenticate
     from brain.metrics import Clock, indicators, unit_area
