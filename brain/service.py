@@ -20,9 +20,11 @@ from anyio import to_thread
 from cachetools import LRUCache
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyQuery, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from fastapi.staticfiles import StaticFiles
 
 from brain import archives, queries
 from brain.areas import AreaLimits, parse_area
@@ -40,6 +42,7 @@ from brain.settings import Settings
 from brain.tiles.source import TileSource
 
 #: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
+DOCS_STATIC = Path(__file__).parent / "static" / "swagger-ui"  # Swagger UI, vendored (README there)
 DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
 SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
@@ -314,8 +317,20 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
     app = FastAPI(title="brain", version="0.3",
                   description="One map (一张图) of a district: permission-filtered vector tiles and indicators. "
                               "Every endpoint but /health needs a token (Authorization: Bearer, or ?token=).",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(AuditMiddleware)
+
+    # The API's browser: FastAPI's own /docs loads Swagger UI from a CDN, which a machine offline never reaches
+    # (a blank page). The same page with Swagger UI vendored (brain/static/swagger-ui, from the npm registry).
+    app.mount("/docs/static", StaticFiles(directory=DOCS_STATIC), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} API",
+                                   swagger_js_url=f"{root}/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs/static/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs/static/favicon-32x32.png")
 
     @app.exception_handler(BrainError)
     async def brain_error(request: Request, exc: BrainError):

@@ -773,3 +773,34 @@ def test_each_widget_exports_csv_and_png_in_the_pages_language(chromium, server,
     assert not page.locator(".left").is_visible() and not page.locator("#dock").is_visible()
     page.pdf(path=ARTIFACTS / "11-printed.pdf", format="A4", landscape=True)
     done(context)
+
+
+def test_the_api_docs_open_offline(chromium, server, one_backend):
+    """/docs, the API's browser a web developer opens first, draws every operation from files brain serves itself:
+    FastAPI's own page loads Swagger UI from a CDN, which these machines never reach (it was a blank page)."""
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    outside = []
+
+    def offline(route):  # as on a machine with no internet: nothing but brain answers
+        host = urlsplit(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/docs")
+    page.wait_for_selector(".opblock", timeout=30000)
+    # every path of the API is listed (Swagger UI breaks long paths with zero-width spaces)
+    paths = {p.replace("\u200b", "").strip() for p in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert paths == set(httpx.get(f"{server.url}/openapi.json").json()["paths"])
+    assert "/tiles/{layer}/{z}/{x}/{y}.mvt" in paths
+    assert page.locator(".btn.authorize").count() == 1  # a token can be given for "Try it out"
+    assert not outside, outside
+    assert not errors, errors[:3]
+    page.screenshot(path=ARTIFACTS / "12-api-docs.png")
+    context.close()
