@@ -54,7 +54,8 @@ def paint(page, url: str) -> tuple[float, int, dict]:
     The time is read in the page by the check (every 10 ms) that first finds the paint complete: the round trips
     of this harness after it (they wait on the page's busy main thread, 50-100 ms) are not the page's."""
     page.goto(url + "/")
-    done = page.wait_for_function(f"({READY}) && performance.now()", timeout=60000, polling=10).json_value()
+    # (a function, not an expression: the page's Content-Security-Policy refuses the eval Playwright uses for one)
+    done = page.wait_for_function(f"() => ({READY}) && performance.now()", timeout=60000, polling=10).json_value()
     # the figures are of the page as a user sees it (a map in a smaller canvas than its box would draw faster)
     size = page.evaluate("""() => { const c = brain.map.getCanvas(), m = document.getElementById('map');
         return [c.clientWidth, c.clientHeight, m.clientWidth, m.clientHeight]; }""")
@@ -78,7 +79,7 @@ def frames(page, seconds: float = 3.0) -> list[float]:
     """rAF intervals (ms) while the map pans continuously at z15 with every layer on."""
     page.evaluate("""() => { const ids = brain.conf.catalog.map(l => l.id); brain.sync(ids);
         brain.map.jumpTo({zoom: 15, center: brain.conf.root.center}); }""")
-    page.wait_for_function("brain.idle()", timeout=60000)
+    page.wait_for_function("() => brain.idle()", timeout=60000)
     return page.evaluate("""ms => new Promise(done => {
         const out = []; let last = performance.now(); const end = last + ms;
         function tick(t) { out.push(t - last); last = t; brain.map.panBy([4, 2], {animate: false});

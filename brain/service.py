@@ -41,8 +41,8 @@ from brain.scope import Scope
 from brain.settings import Settings
 from brain.tiles.source import TileSource
 
-#: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
 DOCS_STATIC = Path(__file__).parent / "static" / "swagger-ui"  # Swagger UI, vendored (README there)
+#: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
 DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
 SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
@@ -215,7 +215,10 @@ class AuditMiddleware:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                # the dashboards' pages send their own policy, scripts included (dashboards.app)
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *(h for h in SECURITY_HEADERS if h[0] not in have)]}
             await send(message)
 
         try:

@@ -967,7 +967,33 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
             writer.writerows(rows)
         return {"content": "\ufeff" + buf.getvalue(), "filename": f"{t(kind, lg)}.csv", "type": "text/csv"}
 
+    # Every page runs only the scripts brain serves and Dash's own inline ones (their hashes, taken now that every
+    # clientside callback is defined): delivered text that slipped through as markup would not run.
+    policy = content_security_policy(app.csp_hashes(), basemap_url)
+
+    @server.after_request
+    def secured(resp: flask.Response) -> flask.Response:
+        if resp.mimetype == "text/html":
+            resp.headers["Content-Security-Policy"] = policy
+        return resp
+
     return app
+
+
+def content_security_policy(script_hashes: list[str], basemap_url: str | None = None) -> str:
+    """The pages' Content-Security-Policy: the service's own (brain.service.SECURITY_HEADERS: no framing, no
+    plugins, forms to brain only) and scripts from brain and the given inline hashes only. MapLibre starts its
+    worker from a blob; charts and exported pictures are data: images; React and MapLibre set styles inline; an
+    online raster basemap (BRAIN_BASEMAP_URL), when configured, is fetched from its own origin."""
+    basemap = ""
+    if basemap_url:
+        parts = urlsplit(basemap_url)
+        basemap = f" {parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return "; ".join((
+        "default-src 'self'", "script-src 'self' " + " ".join(script_hashes), "worker-src 'self' blob:",
+        "style-src 'self' 'unsafe-inline'", f"img-src 'self' data: blob:{basemap}", f"connect-src 'self'{basemap}",
+        "font-src 'self' data:", "object-src 'none'", "base-uri 'self'", "form-action 'self'",
+        "frame-ancestors 'none'"))
 
 
 def page_layout(page) -> list[dict]:

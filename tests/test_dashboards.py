@@ -59,9 +59,15 @@ def user(served_db, role, index=0):
     return sorted((u for u in served_db[1].values() if u["role"] == role), key=lambda u: u["unit"])[index]
 
 
+#: Each page keeps what its Content-Security-Policy refused (`done` checks that nothing was)
+CSP_WATCH = ("window.brainCsp = []; document.addEventListener('securitypolicyviolation', "
+             "e => window.brainCsp.push(e.violatedDirective + ' ' + e.blockedURI));")
+
+
 def open_app(chromium, server, who, size=(1920, 1080)):
     """A fresh browser context signed in through the /?token= link, with the map drawn."""
     context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
+    context.add_init_script(CSP_WATCH)
     page = context.new_page()
     page.tiles = []  # (url, status, body) of every tile the page fetched
     page.errors = []  # what the page's scripts threw or logged as errors (a bad style layer, say)
@@ -88,15 +94,26 @@ def open_app(chromium, server, who, size=(1920, 1080)):
 
 
 def done(context):
-    """Close a browser context without failing on tile requests still in flight."""
+    """Close a browser context without failing on tile requests still in flight; no page of it had anything
+    refused by its Content-Security-Policy (a script, worker, style or picture the app needs)."""
+    refused = [v for page in context.pages if not page.is_closed()
+               for v in page.evaluate("window.brainCsp || []")]
+    assert not refused, refused
     context.unroute_all(behavior="ignoreErrors")
     for page in context.pages:
         page.unroute_all(behavior="ignoreErrors")
     context.close()
 
 
+def until(page, predicate: str, **kw):
+    """`page.wait_for_function` of an expression, given to it as a function: for a bare expression Playwright
+    evaluates a string in the page, which the pages' Content-Security-Policy refuses (no 'unsafe-eval')."""
+    fn = predicate if predicate.lstrip().startswith("() =>") else f"() => ({predicate})"
+    return page.wait_for_function(fn, **kw)
+
+
 def wait_idle(page):
-    page.wait_for_function("window.brain && window.brain.idle && window.brain.idle()", timeout=30000)
+    until(page, "window.brain && window.brain.idle && window.brain.idle()", timeout=30000)
 
 
 def rendered(page, layers) -> list[dict]:
@@ -167,7 +184,7 @@ def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, 
     box = page.locator("#map").bounding_box()
     drag_rectangle(page, box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.35, 260, 200)
     page.wait_for_selector("#breadcrumb .area")
-    page.wait_for_function("document.querySelectorAll('#panel .resources').length > 0")
+    until(page, "document.querySelectorAll('#panel .resources').length > 0")
     shapes = page.evaluate("brain.drawnShapes()")
     assert len(shapes) == 1 and shapes[0]["type"] == "Polygon"
 
@@ -182,17 +199,17 @@ def test_analyst_map_paints_labels_and_drawn_areas_equal_post_metrics(chromium, 
         assert shown[name] == first[name], name
     # a second shape: the area is both (it used to count only the last)
     drag_rectangle(page, box["x"] + box["width"] * 0.62, box["y"] + box["height"] * 0.45, 90, 60)
-    page.wait_for_function("brain.drawnShapes().length === 2")
+    until(page, "brain.drawnShapes().length === 2")
     both = served({"type": "MultiPolygon", "coordinates": [s["coordinates"] for s in page.evaluate(
         "brain.drawnShapes()")]})
     assert both["population"] > first["population"]
-    page.wait_for_function(f"document.querySelector('#panel [data-indicator=population]').dataset.value == "
+    until(page, f"document.querySelector('#panel [data-indicator=population]').dataset.value == "
                            f"'{both['population']}'")
     page.screenshot(path=ARTIFACTS / "2-drawn-area.png")
     # clear: back to the district, its numbers (not the deleted area's)
     page.click(".brain-draw-clear")
-    page.wait_for_function("!document.querySelector('#breadcrumb .area')")
-    page.wait_for_function("document.querySelector('#panel-title').textContent.includes('440199')")
+    until(page, "!document.querySelector('#breadcrumb .area')")
+    until(page, "document.querySelector('#panel-title').textContent.includes('440199')")
     assert not page.query_selector("#panel .resources")
     done(context)
 
@@ -339,7 +356,7 @@ def test_english_keeps_the_view_and_drills_down(chromium, server, served_db, one
     context, page = open_app(chromium, server, analyst)
     page.evaluate("brain.sync(['units', 'buildings', 'organisations'])")
     page.click("#time-preset label:nth-child(2)")  # 7 days
-    page.wait_for_function("brain.state.time && brain.state.time.preset === '7d'")
+    until(page, "brain.state.time && brain.state.time.preset === '7d'")
     c = page.evaluate("brain.map.getCenter()")
     jump(page, c["lng"] + 0.002, c["lat"] - 0.001, 14.5)
     before = page.evaluate("({c: brain.map.getCenter(), z: brain.map.getZoom()})")
@@ -352,7 +369,7 @@ def test_english_keeps_the_view_and_drills_down(chromium, server, served_db, one
     wait_idle(page)
     page.wait_for_selector("#breadcrumb .area")  # the drawn area is kept too
     assert page.evaluate("brain.drawnShapes()") == shapes
-    page.wait_for_function("document.querySelector('#panel-title').textContent === 'Drawn area'")
+    until(page, "document.querySelector('#panel-title').textContent === 'Drawn area'")
     assert "Layers" in page.inner_text(".left") and "图层" not in page.inner_text(".left")
     assert "population" in page.inner_text("#panel") and "人口" not in page.inner_text("#panel")
     after = page.evaluate("({c: brain.map.getCenter(), z: brain.map.getZoom()})")
@@ -364,8 +381,8 @@ def test_english_keeps_the_view_and_drills_down(chromium, server, served_db, one
     first = page.locator(".unit-list .unit").first
     label = first.inner_text()
     first.click()
-    page.wait_for_function("document.querySelector('#panel-title').textContent.includes('street')")
-    page.wait_for_function(f"brain.map.getZoom() > {zoom}")
+    until(page, "document.querySelector('#panel-title').textContent.includes('street')")
+    until(page, f"brain.map.getZoom() > {zoom}")
     assert label.split()[-1] in page.inner_text("#breadcrumb")
     page.screenshot(path=ARTIFACTS / "6-english-street.png")
     done(context)
@@ -383,15 +400,15 @@ def test_widgets_are_added_and_removed_and_search_stays_in_the_community(chromiu
     context, page = open_app(chromium, server, staff)
     page.fill("#search", theirs)
     page.press("#search", "Enter")
-    page.wait_for_function("document.querySelector('#search-results').textContent.length > 0")
+    until(page, "document.querySelector('#search-results').textContent.length > 0")
     assert theirs not in page.inner_text("#search-results")
     page.fill("#search", mine)
     page.press("#search", "Enter")
-    page.wait_for_function(f"document.querySelector('#search-results').textContent.includes({json.dumps(mine)})")
+    until(page, f"document.querySelector('#search-results').textContent.includes({json.dumps(mine)})")
     page.click("button[id*='\"type\":\"add\"'][id*='alarms']")
     page.wait_for_selector("[data-widget=alarms]")
     page.click("#w1 .rm")
-    page.wait_for_function("!document.querySelector('#w1')")
+    until(page, "!document.querySelector('#w1')")
     page.wait_for_timeout(500)
     done(context)
     context, page = open_app(chromium, server, staff)  # signed in again: the page is as left
@@ -452,7 +469,7 @@ def test_a_click_on_an_event_opens_it_and_the_time_slider_shows_the_apis_count(c
     counts = set()
     for share in (0.03, 0.25):
         page.mouse.click(rail["x"] + rail["width"] * share, rail["y"] + rail["height"] / 2)
-        page.wait_for_function("brain.state.time && brain.state.time.preset[0] === 'd' && "
+        until(page, "brain.state.time && brain.state.time.preset[0] === 'd' && "
                                f"Math.abs(brain.state.time.preset.slice(1) - {1 + 364 * share}) < 20")
         page.wait_for_timeout(300)
         wait_idle(page)
@@ -462,9 +479,9 @@ def test_a_click_on_an_event_opens_it_and_the_time_slider_shows_the_apis_count(c
         assert len(got) == want, (since, len(got), want)
         # the events list and the indicators follow the window too
         page.click("#tabs >> text=事件")
-        page.wait_for_function(f"document.querySelector('#ev-pages').textContent.includes('共 {want:,} 条')")
+        until(page, f"document.querySelector('#ev-pages').textContent.includes('共 {want:,} 条')")
         page.click("#tabs >> text=指标")
-        page.wait_for_function(f"document.querySelector('#panel [data-indicator=events]') && "
+        until(page, f"document.querySelector('#panel [data-indicator=events]') && "
                                f"document.querySelector('#panel [data-indicator=events]').dataset.value == '{want}'")
         page.click("#tabs >> text=详情")
         counts.add(want)
@@ -482,7 +499,7 @@ def test_two_and_a_half_d_raises_buildings_and_opens_a_raised_one(chromium, serv
     db.close()
     jump(page, lon, lat, 16.5)
     page.click(".brain-mode")
-    page.wait_for_function("brain.map.getPitch() > 30")
+    until(page, "brain.map.getPitch() > 30")
     wait_idle(page)
     assert page.evaluate("brain.map.getLayoutProperty('buildings-buildings-3d', 'visibility')") == "visible"
     assert page.evaluate("brain.map.getLayoutProperty('buildings-buildings-fill', 'visibility')") == "none"
@@ -494,7 +511,7 @@ def test_two_and_a_half_d_raises_buildings_and_opens_a_raised_one(chromium, serv
     click_at(page, lon, lat)
     page.wait_for_selector(f"[data-building='{bid}']", timeout=15000)
     page.click(".brain-mode")
-    page.wait_for_function("brain.map.getPitch() === 0")
+    until(page, "brain.map.getPitch() === 0")
     done(context)
 
 
@@ -504,10 +521,10 @@ def test_a_shared_link_reopens_the_view_and_never_shows_another_user_outside_the
     context, page = open_app(chromium, server, analyst)
     page.evaluate("brain.sync(['units', 'buildings', 'events', 'organisations'])")
     page.click("#time-preset label:nth-child(3)")  # this month
-    page.wait_for_function("brain.state.time && brain.state.time.preset === 'month'")
+    until(page, "brain.state.time && brain.state.time.preset === 'month'")
     page.locator("#theme").click()
     page.locator(".dash-dropdown-option").first.click()
-    page.wait_for_function("brain.state.theme !== null")
+    until(page, "brain.state.theme !== null")
     theme = page.evaluate("brain.state.theme.layer + ':' + brain.state.theme.indicator")
     c = page.evaluate("brain.map.getCenter()")
     jump(page, c["lng"], c["lat"], 13.2)
@@ -609,7 +626,7 @@ def test_the_first_view_is_painted_once_complete_and_a_late_source_does_not_leav
         held = []  # the devices' tiles are held back; every other source answers
         page.route("**/tiles/devices/**", lambda route: held.append(route))
         page.goto(f"{server.url}/?token={analyst['token']}")
-        page.wait_for_function("""window.brain && brain.map &&
+        until(page, """window.brain && brain.map &&
             brain.map.getSource('base') && brain.map.isSourceLoaded('base') && brain.map.isSourceLoaded('mask')""",
                                timeout=30000)
         assert held and not page.evaluate("brain.map.isSourceLoaded('devices')")
@@ -620,7 +637,7 @@ def test_the_first_view_is_painted_once_complete_and_a_late_source_does_not_leav
                 return Object.keys(m.getStyle().sources).filter(id => id !== 'devices' && m.getSource(id).type === 'vector'
                     && m.getStyle().layers.some(l => l.source === id && (l.layout || {}).visibility !== 'none'
                                                      && (l.minzoom || 0) <= z && z < (l.maxzoom || 24))); })()""")
-            page.wait_for_function(f"{others}.every(id => brain.map.isSourceLoaded(id))")
+            until(page, f"{others}.every(id => brain.map.isSourceLoaded(id))")
             assert {"mask", "base"} <= set(others) and page.evaluate("brain.tilesLoaded") >= len(others)
             assert paint_of(page)["share"] == 0
             for route in held:
@@ -629,7 +646,7 @@ def test_the_first_view_is_painted_once_complete_and_a_late_source_does_not_leav
             wait_idle(page)
             assert paint_of(page)["share"] > 0.2 and rendered(page, devices(page))
         else:  # the devices never answer: the map is drawn anyway once its time is up, without them
-            page.wait_for_function("""() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
+            until(page, """() => { const c = brain.map.getCanvas(), o = document.createElement('canvas');
                 o.width = 64; o.height = 64; const g = o.getContext('2d'); g.drawImage(c, 0, 0, 64, 64);
                 return g.getImageData(0, 0, 64, 64).data.some((v, i) => i % 4 === 3 && v > 0); }""", timeout=15000)
             assert paint_of(page)["share"] > 0.2
@@ -651,7 +668,7 @@ def test_the_map_draws_a_sky_only_when_its_style_has_one(chromium, server, serve
     assert page.evaluate("brain.map.getPitch()") == 60 and page.evaluate(sky) == 0
     assert paint_of(page)["share"] > 0.2
     page.evaluate("brain.map.setSky({'sky-color': '#ff0000', 'horizon-color': '#ff0000'}); brain.map.triggerRepaint()")
-    page.wait_for_function(f"{sky} === 1", timeout=15000)  # a style's own sky is drawn
+    until(page, f"{sky} === 1", timeout=15000)  # a style's own sky is drawn
     done(context)
 
 
@@ -804,3 +821,79 @@ def test_the_api_docs_open_offline(chromium, server, one_backend):
     assert not errors, errors[:3]
     page.screenshot(path=ARTIFACTS / "12-api-docs.png")
     context.close()
+
+
+def test_a_script_slipped_into_the_page_does_not_run(chromium, server, served_db, one_backend):
+    """The pages' Content-Security-Policy runs only brain's scripts and Dash's inline ones: delivered text that
+    slipped through as markup (an event's description, a name) would run nothing."""
+    analyst = user(served_db, "district_analyst")
+    policies = httpx.get(f"{server.url}/").headers.get_list("Content-Security-Policy")  # the sign-in page
+    assert len(policies) == 1 and "frame-ancestors 'none'" in policies[0]  # one policy: the service's, and scripts
+    script = next(d for d in policies[0].split("; ") if d.startswith("script-src "))
+    assert "'unsafe-inline'" not in script and "'unsafe-eval'" not in script and "'sha256-" in script
+    context, page = open_app(chromium, server, analyst)
+    ran = page.evaluate("""() => new Promise(done => {
+        const s = document.createElement('script'); s.textContent = 'window.slipped = 1;';
+        document.body.appendChild(s);
+        const d = document.createElement('div'); d.innerHTML = '<img src="data:," onerror="window.slipped = 2">';
+        document.body.appendChild(d);
+        setTimeout(() => done([window.slipped || 0, window.brainCsp.slice()]), 300); })""")
+    assert ran[0] == 0, "an injected script ran"
+    assert any(v.startswith("script-src") for v in ran[1]), ran[1]
+    page.evaluate("window.brainCsp = []")  # refused on purpose
+    done(context)
+
+
+def _png(rgb: tuple[int, int, int], size: int = 256) -> bytes:
+    """A plain-coloured PNG (RGB, 8 bits): one raster basemap tile."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_an_online_raster_basemap_is_let_in_by_the_pages_policy(chromium, served_db, dbs, one_backend):
+    """BRAIN_BASEMAP_URL: a raster basemap from another origin (here another loopback port) is fetched and drawn
+    under our layers; the pages' Content-Security-Policy lets in that origin's pictures, and no other."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import Server
+
+    tile, asked = _png((222, 235, 247)), []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(tile)))
+            self.end_headers()
+            self.wfile.write(tile)
+
+        def log_message(self, *args):
+            pass
+
+    tiles = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{tiles.server_address[1]}"
+    srv = Server(dbs.clone(served_db.pristine, "raster"), BRAIN_BASEMAP_URL=origin + "/{z}/{x}/{y}.png")
+    try:
+        policy = httpx.get(f"{srv.url}/").headers["Content-Security-Policy"]
+        policy = dict(d.split(" ", 1) for d in policy.split("; "))
+        assert origin in policy["img-src"] and origin in policy["connect-src"]
+        assert origin not in policy["script-src"] and origin not in policy["default-src"]
+        context, page = open_app(chromium, srv, user(served_db, "district_analyst"))
+        assert asked and all(p.endswith(".png") for p in asked)
+        assert page.evaluate("() => brain.map.isSourceLoaded('basemap')")
+        assert not page.errors, page.errors[:3]
+        done(context)  # nothing refused
+    finally:
+        srv.stop()
+        tiles.shutdown()
