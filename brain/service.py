@@ -44,9 +44,11 @@ from brain.tiles.source import TileSource
 DOCS_STATIC = Path(__file__).parent / "static" / "swagger-ui"  # Swagger UI, vendored (README there)
 #: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
 DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
+#: Every response's Content-Security-Policy (the dashboards' pages add their scripts' rules to it: dashboards.app)
+BASE_POLICY = "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"
 SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"),
+    (b"content-security-policy", BASE_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 ]

@@ -33,6 +33,7 @@ from brain.layers.reader import grid_values
 from brain.metrics import INDICATORS, Area, ranking, resources, unit_area
 from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
+from brain.service import BASE_POLICY
 from brain.vocabulary import Vocabularies, stored
 from dashboards import charts
 from dashboards.i18n import MAP_LOCALE, WIDGETS, bilingual, field_label, t
@@ -981,8 +982,8 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
 
 
 def content_security_policy(script_hashes: list[str], basemap_url: str | None = None) -> str:
-    """The pages' Content-Security-Policy: the service's own (brain.service.SECURITY_HEADERS: no framing, no
-    plugins, forms to brain only) and scripts from brain and the given inline hashes only. MapLibre starts its
+    """The pages' Content-Security-Policy: the service's own (`BASE_POLICY`: no framing, no plugins, forms to
+    brain only) and scripts from brain and the given inline hashes only. MapLibre starts its
     worker from a blob; charts and exported pictures are data: images; React and MapLibre set styles inline; an
     online raster basemap (BRAIN_BASEMAP_URL), when configured, is fetched from its own origin."""
     basemap = ""
@@ -992,8 +993,7 @@ def content_security_policy(script_hashes: list[str], basemap_url: str | None = 
     return "; ".join((
         "default-src 'self'", "script-src 'self' " + " ".join(script_hashes), "worker-src 'self' blob:",
         "style-src 'self' 'unsafe-inline'", f"img-src 'self' data: blob:{basemap}", f"connect-src 'self'{basemap}",
-        "font-src 'self' data:", "object-src 'none'", "base-uri 'self'", "form-action 'self'",
-        "frame-ancestors 'none'"))
+        "font-src 'self' data:", BASE_POLICY))
 
 
 def page_layout(page) -> list[dict]:

@@ -90,8 +90,7 @@ def cut(db: Backend) -> None:
 DERIVED = ("households", "party_links", *PIECES.values())
 
 #: Tables with a geom_3857 column that tiles read through the tile envelope (an R-tree each).
-INDEXED = ("admin_units", *(e.name for e in ENTITIES.values() if e.placed), "households", "party_links",
-           *PIECES.values())
+INDEXED = ("admin_units", *(e.name for e in ENTITIES.values() if e.placed), *DERIVED)
 
 
 def drop_indexes(db: Backend) -> None:
