@@ -44,7 +44,7 @@ from brain.tiles.source import TileSource
 DOCS_STATIC = Path(__file__).parent / "static" / "swagger-ui"  # Swagger UI, vendored (README there)
 #: Paths the dashboards answer (the Dash app is mounted at /); anything else unmatched is a JSON 404.
 DASH_PATHS = ("/_dash-", "/assets/", "/_favicon.ico", "/_reload-hash", "/signin", "/signout", "/lang/")
-#: Every response's Content-Security-Policy (the dashboards' pages add their scripts' rules to it: dashboards.app)
+#: Every response's Content-Security-Policy (the dashboards' pages extend it with their scripts' rules)
 BASE_POLICY = "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"
 SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
@@ -535,7 +535,8 @@ def create_app(settings: Settings | None = None, db: Backend | None = None) -> F
 
         from dashboards import create_dash
 
-        dash_app = create_dash(lambda: app.state.service, settings.basemap_url, 4 * settings.max_body_bytes)
+        dash_app = create_dash(lambda: app.state.service, settings.basemap_url, 4 * settings.max_body_bytes,
+                               BASE_POLICY)
         dash_wsgi = WSGIMiddleware(dash_app.server)
 
         async def pages(scope, receive, send):

@@ -33,7 +33,6 @@ from brain.layers.reader import grid_values
 from brain.metrics import INDICATORS, Area, ranking, resources, unit_area
 from brain.model import ENTITIES, LEVEL_LABELS, LEVELS, VOCABS
 from brain.scope import Scope
-from brain.service import BASE_POLICY
 from brain.vocabulary import Vocabularies, stored
 from dashboards import charts
 from dashboards.i18n import MAP_LOCALE, WIDGETS, bilingual, field_label, t
@@ -260,8 +259,9 @@ def _digest(path: Path) -> str:
 
 
 def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
-                max_request_bytes: int = 4_000_000) -> dash.Dash:
-    """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app)."""
+                max_request_bytes: int = 4_000_000, base_policy: str = "") -> dash.Dash:
+    """The Dash app, served by `brain serve` at / (its Flask server mounted in the ASGI app). `base_policy`: the
+    service's Content-Security-Policy, which the pages' own extends."""
     app = dash.Dash(__name__, title="brain 一张图", suppress_callback_exceptions=True, update_title=None,
                     # MapLibre and the basemap readers are loaded by brain.js; the widgets' charts are SVG images
                     assets_path_ignore=["vendor"])
@@ -970,7 +970,7 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
 
     # Every page runs only the scripts brain serves and Dash's own inline ones (their hashes, taken now that every
     # clientside callback is defined): delivered text that slipped through as markup would not run.
-    policy = content_security_policy(app.csp_hashes(), basemap_url)
+    policy = content_security_policy(app.csp_hashes(), basemap_url, base_policy)
 
     @server.after_request
     def secured(resp: flask.Response) -> flask.Response:
@@ -981,9 +981,9 @@ def create_dash(service: Callable[[], Any], basemap_url: str | None = None,
     return app
 
 
-def content_security_policy(script_hashes: list[str], basemap_url: str | None = None) -> str:
-    """The pages' Content-Security-Policy: the service's own (`BASE_POLICY`: no framing, no plugins, forms to
-    brain only) and scripts from brain and the given inline hashes only. MapLibre starts its
+def content_security_policy(script_hashes: list[str], basemap_url: str | None = None, base_policy: str = "") -> str:
+    """The pages' Content-Security-Policy: the service's own (`base_policy`, brain.service.BASE_POLICY: no framing,
+    no plugins, forms to brain only) and scripts from brain and the given inline hashes only. MapLibre starts its
     worker from a blob; charts and exported pictures are data: images; React and MapLibre set styles inline; an
     online raster basemap (BRAIN_BASEMAP_URL), when configured, is fetched from its own origin."""
     basemap = ""
@@ -993,7 +993,7 @@ def content_security_policy(script_hashes: list[str], basemap_url: str | None = 
     return "; ".join((
         "default-src 'self'", "script-src 'self' " + " ".join(script_hashes), "worker-src 'self' blob:",
         "style-src 'self' 'unsafe-inline'", f"img-src 'self' data: blob:{basemap}", f"connect-src 'self'{basemap}",
-        "font-src 'self' data:", BASE_POLICY))
+        "font-src 'self' data:", *([base_policy] if base_policy else [])))
 
 
 def page_layout(page) -> list[dict]:
