@@ -523,3 +523,33 @@ def test_roads_and_rivers_are_cut_along_the_grids_edges(served_db, dbs):
                     assert abs(size(drawn) - size(inside)) <= 0.02 * size(inside), (layer, unit)
     finally:
         srv.stop()
+
+
+def test_a_database_without_the_pieces_gets_them_when_served(served_db, dbs, truth):
+    """A database made by an earlier brain has no pieces: `brain serve` derives them as it starts, on either
+    backend (on PostGIS too, though ingest derives in DuckDB), and the roads' tiles are served cut."""
+    from conftest import Server
+
+    url = dbs.clone(served_db.pristine, "before-pieces")
+    db = brain.connect(url)
+    try:
+        want = {t: db.query(f"SELECT count(*) FROM {t}")[0][0] for t in ("road_pieces", "water_pieces")}
+        for table in want:
+            db.execute(f"DROP TABLE {table}")
+    finally:
+        db.close()
+    srv = Server(url)
+    try:
+        analyst = next(u for u in served_db.users.values() if u["role"] == "district_analyst")
+        xmin, ymin, xmax, ymax = truth["bbox"]
+        t = mercantile.tile((xmin + xmax) / 2, (ymin + ymax) / 2, 12)
+        roads = [p for name, _, p in decode(fetch(srv, analyst, "roads", 12, t.x, t.y).content, 12, t.x, t.y)
+                 if name == "roads"]
+        assert roads and all("@" in p["id"] for p in roads)
+    finally:
+        srv.stop()
+    db = brain.connect(url)
+    try:
+        assert {t: db.query(f"SELECT count(*) FROM {t}")[0][0] for t in want} == want
+    finally:
+        db.close()

@@ -20,7 +20,7 @@ from brain.model import ENTITIES, PLACEMENT
 PLACE = ", ".join(PLACEMENT)
 
 HOUSEHOLDS = f"""
-CREATE OR REPLACE TABLE households AS
+CREATE TABLE households AS
 WITH linked AS (
     SELECT DISTINCT trim(h) AS household_id
     FROM (SELECT unnest(string_to_array(linked_households, ';')) AS h FROM party_members) x
@@ -38,7 +38,7 @@ FROM (
 """
 
 PARTY_LINKS = f"""
-CREATE OR REPLACE TABLE party_links AS
+CREATE TABLE party_links AS
 SELECT m.id || '>' || h.household_id AS id, m.id AS member_id, m.organisation_id, h.household_id,
        {", ".join("m." + c for c in PLACEMENT)},
        ST_MakeLine(m.geom, h.geom) AS geom,
@@ -79,11 +79,15 @@ FROM (
 WHERE NOT ST_IsEmpty(p.geom) AND NOT ST_IsEmpty(p.geom_3857) AND {size} > {SLIVER}"""
 
 
+def _rebuild(db: Backend, table: str, sql: str) -> None:
+    db.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+    db.execute(sql)
+
+
 def cut(db: Backend) -> None:
     """(Re)build the pieces of roads and water, on either backend."""
     for table, pieces in PIECES.items():
-        db.execute(f"DROP TABLE IF EXISTS {quote_ident(pieces)}")
-        db.execute(pieces_sql(table))
+        _rebuild(db, pieces, pieces_sql(table))
 
 
 #: The tables this module derives (a copy between backends carries them).
@@ -121,12 +125,17 @@ def ensure_indexes(db: Backend) -> None:
 
 
 def refresh(db: Backend) -> None:
-    """Rebuild the derived tables and the spatial indexes, and record the data version they reflect."""
+    """Rebuild the derived tables and the spatial indexes, and record the data version they reflect. Ingest runs
+    it in DuckDB (a server database receives the tables with the rest); `brain serve` runs it on either backend
+    when a table is missing (a database made by an earlier version of brain)."""
     drop_indexes(db)
-    db.execute(HOUSEHOLDS)
-    db.execute(PARTY_LINKS)
+    _rebuild(db, "households", HOUSEHOLDS)
+    _rebuild(db, "party_links", PARTY_LINKS)
     cut(db)
-    create_indexes(db)
+    if db.dialect == "postgis":
+        ensure_indexes(db)
+    else:
+        create_indexes(db)
     db.execute("INSERT INTO meta VALUES ('derived_version', (SELECT value FROM meta WHERE key = 'data_version')) "
                "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
