@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from brain.backend import Backend, as_wkb, quote_ident
-from brain.layers.derive import DERIVED
+from brain.layers.derive import DERIVED, INDEXED
 from brain.model import ENTITIES
 from brain.schema import init_schema
 
@@ -76,7 +76,7 @@ def copy_database(src: Backend, dst: Backend, on_table: Callable[[str, int], Non
         if on_table:
             on_table(table, len(df))
     if dst.dialect == "postgis":
-        for table in ("admin_units", *(e.name for e in ENTITIES.values() if e.placed), *DERIVED):
+        for table in INDEXED:
             if table not in counts:
                 continue
             dst.execute(f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_gist')} ON {quote_ident(table)} "

@@ -132,10 +132,7 @@ def refresh(db: Backend) -> None:
     _rebuild(db, "households", HOUSEHOLDS)
     _rebuild(db, "party_links", PARTY_LINKS)
     cut(db)
-    if db.dialect == "postgis":
-        ensure_indexes(db)
-    else:
-        create_indexes(db)
+    ensure_indexes(db)  # every spatial index, on either backend (all were dropped above or with their tables)
     db.execute("INSERT INTO meta VALUES ('derived_version', (SELECT value FROM meta WHERE key = 'data_version')) "
                "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
